@@ -1,0 +1,268 @@
+"""ClusterConf: one cluster.conf document. The lxml tree is the source of truth.
+
+What "nothing lost" means here:
+- A document that was not edited is written back byte for byte.
+- An edited document keeps every element, attribute, comment and processing instruction it had, in order,
+  known to this library or not. The prolog and epilog (XML declaration, DOCTYPE, comments before and after the
+  root element) are written back verbatim. Inside the root element lxml's serializer applies the normalisations
+  listed in docs/cluster-conf.md (attribute quotes become double quotes, whitespace inside tags is collapsed,
+  `<a></a>` becomes `<a/>`, character references are resolved).
+- Saving is atomic (temp file, fsync, rename, fsync of the directory) and keeps the previous file as
+  `cluster.conf.old`.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from lxml import etree
+
+from cluster_conf import xmlsafe
+from cluster_conf.reports import ConfigError, error
+
+_PROLOG_TOKEN = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>", re.S)
+_EPILOG_TOKEN = re.compile(rb"(?:\s+|<\?(?:(?!\?>).)*\?>|<!--(?:(?!-->).)*-->)\Z", re.S)
+
+NEW_FILE_MODE = 0o640  # the original tools wrote cluster.conf with umask 026
+
+
+def _split_prolog(raw: bytes) -> tuple[bytes, bytes]:
+    """Return (prolog, epilog): the bytes before the root start tag and after the root end tag."""
+    pos = 0
+    while True:
+        m = _PROLOG_TOKEN.match(raw, pos)
+        if not m or m.end() == pos:
+            break
+        pos = m.end()
+    end = len(raw)
+    while True:
+        m = _EPILOG_TOKEN.search(raw, 0, end)
+        if not m or m.start() == end:
+            break
+        end = m.start()
+    return raw[:pos], raw[end:]
+
+
+class ClusterConf:
+    """A loaded (or new) cluster.conf. Edit it through `cluster_conf.edit` inside `transaction()`."""
+
+    def __init__(self, tree: etree._ElementTree, raw: bytes | None = None, source: str = "<string>") -> None:
+        self.tree = tree
+        self.source = source
+        self._raw = raw
+        self._prolog, self._epilog = _split_prolog(raw) if raw is not None else (b'<?xml version="1.0"?>\n', b"\n")
+        self._edited = raw is None
+
+    # -- loading -------------------------------------------------------------------------------------------
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "<string>") -> ClusterConf:
+        tree = xmlsafe.parse(data, source)
+        if tree.getroot().tag != "cluster":
+            raise ConfigError(
+                error(
+                    "ROOT_NOT_CLUSTER",
+                    f"the root element is <{tree.getroot().tag}>; cluster.conf starts with <cluster>",
+                    line=tree.getroot().sourceline,
+                ),
+                source,
+            )
+        return cls(tree, data, source)
+
+    @classmethod
+    def from_string(cls, text: str, source: str = "<string>") -> ClusterConf:
+        return cls.from_bytes(text.encode("utf-8"), source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ClusterConf:
+        """Read and parse a file; every failure is a ConfigError with a one-line report."""
+        source = os.fspath(path)
+        try:
+            with open(path, "rb") as f:
+                data = f.read(xmlsafe.MAX_BYTES + 1)
+        except FileNotFoundError:
+            raise ConfigError(error("FILE_NOT_FOUND", "no such file"), source) from None
+        except IsADirectoryError:
+            raise ConfigError(error("FILE_UNREADABLE", "is a directory, not a file"), source) from None
+        except PermissionError:
+            raise ConfigError(error("FILE_UNREADABLE", "permission denied"), source) from None
+        except OSError as exc:
+            raise ConfigError(error("FILE_UNREADABLE", exc.strerror or str(exc)), source) from None
+        return cls.from_bytes(data, source)
+
+    @classmethod
+    def new(cls, name: str) -> ClusterConf:
+        """An empty cluster as `ccs_tool create` writes it."""
+        text = (
+            '<?xml version="1.0"?>\n<cluster name="" config_version="1">\n'
+            "  <clusternodes/>\n  <fencedevices/>\n  <rm>\n    <failoverdomains/>\n    <resources/>\n"
+            "  </rm>\n</cluster>\n"
+        )
+        conf = cls.from_string(text)
+        conf.root.set("name", name)
+        conf._edited = True
+        return conf
+
+    # -- properties ----------------------------------------------------------------------------------------
+    @property
+    def root(self) -> etree._Element:
+        return self.tree.getroot()
+
+    @property
+    def name(self) -> str | None:
+        return self.root.get("name")
+
+    @property
+    def config_version(self) -> int | None:
+        """The integer config_version, or None when absent or not an integer."""
+        value = self.root.get("config_version")
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
+    @property
+    def edited(self) -> bool:
+        return self._edited
+
+    def mark_edited(self) -> None:
+        """Record that the tree changed, so that saving serializes it instead of writing the original bytes."""
+        self._edited = True
+
+    def path_of(self, element: etree._Element) -> str:
+        """The element's path, e.g. `/cluster/clusternodes/clusternode[2]`."""
+        return self.tree.getpath(element)
+
+    def section(self, *names: str, create: bool = False) -> etree._Element | None:
+        """The element at root/names[0]/names[1]/...; created (appended) on the way when `create`."""
+        node = self.root
+        for name in names:
+            child = node.find(name)
+            if child is None:
+                if not create:
+                    return None
+                child = _append_child(node, name)
+                self._edited = True
+            node = child
+        return node
+
+    # -- editing -------------------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self, *, bump: bool = True) -> Iterator[ClusterConf]:
+        """Group edits: on success config_version goes up by exactly one; on an exception nothing changes."""
+        backup = copy.deepcopy(self.root)
+        edited_before = self._edited
+        try:
+            yield self
+        except BaseException:
+            self.tree._setroot(backup)
+            self._edited = edited_before
+            raise
+        self._edited = True
+        if bump:
+            self.bump_version()
+
+    def bump_version(self) -> int:
+        current = self.config_version
+        if current is None and self.root.get("config_version") is not None:
+            raise ConfigError(
+                error(
+                    "VERSION_NOT_INTEGER",
+                    f"config_version {self.root.get('config_version')!r} is not an integer; fix it before editing",
+                    line=self.root.sourceline,
+                ),
+                self.source,
+            )
+        new = (current or 0) + 1
+        self.root.set("config_version", str(new))
+        self._edited = True
+        return new
+
+    # -- writing -------------------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        if not self._edited and self._raw is not None:
+            return self._raw
+        encoding = self.tree.docinfo.encoding or "UTF-8"
+        body = etree.tostring(self.root, encoding=encoding, xml_declaration=False, with_tail=False)
+        return self._prolog + body + (self._epilog or b"\n")
+
+    def to_string(self) -> str:
+        encoding = self.tree.docinfo.encoding or "UTF-8"
+        return self.to_bytes().decode(encoding)
+
+    def save(self, path: str | os.PathLike[str] | None = None, *, keep_old: bool = True) -> Path:
+        """Write atomically to `path` (default: where it was loaded from); keep the previous file as `.old`."""
+        target = Path(path if path is not None else self.source)
+        atomic_write(target, self.to_bytes(), keep_old=keep_old)
+        self._raw = self.to_bytes() if not self._edited else None
+        return target
+
+
+def _append_child(parent: etree._Element, tag: str) -> etree._Element:
+    """Append <tag/> to parent, indented like its siblings so hand-written layouts stay readable."""
+    child = etree.SubElement(parent, tag)
+    indent_new_element(child)
+    return child
+
+
+def indent_new_element(child: etree._Element) -> None:
+    """Give a freshly appended element the indentation its siblings use (best effort, never reorders)."""
+    parent = child.getparent()
+    if parent is None:
+        return
+    siblings = [c for c in parent if c is not child]
+    depth = sum(1 for _ in child.iterancestors())
+    unit = "  "
+    if siblings:
+        prev_ws = (parent.text if siblings[0] is parent[0] else None) or ""
+        if "\n" in prev_ws:
+            indent = prev_ws.rsplit("\n", 1)[1]
+            unit = indent[: len(indent) // max(depth, 1)] or "  "
+    inner = "\n" + unit * depth
+    outer = "\n" + unit * (depth - 1)
+    prev = child.getprevious()
+    if prev is None:
+        parent.text = inner
+    else:
+        prev.tail = inner
+    child.tail = outer
+
+
+def atomic_write(path: Path, data: bytes, *, keep_old: bool = True) -> None:
+    """Write `data` to `path` so that a crash at any point leaves either the old or the new file, whole.
+
+    The previous file is kept as `<path>.old` (hard-linked before the switch, so `path` never disappears).
+    """
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        mode = NEW_FILE_MODE
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        if keep_old and path.exists():
+            old_tmp = f"{tmp}.old"
+            os.link(path, old_tmp)
+            os.replace(old_tmp, f"{path}.old")
+        os.replace(tmp, path)
+    except BaseException:
+        for leftover in (tmp, f"{tmp}.old"):
+            try:
+                os.unlink(leftover)
+            except FileNotFoundError:
+                pass
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
