@@ -12,6 +12,7 @@ What "nothing lost" means here:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import re
@@ -256,10 +257,8 @@ def atomic_write(path: Path, data: bytes, *, keep_old: bool = True) -> None:
         os.replace(tmp, path)
     except BaseException:
         for leftover in (tmp, f"{tmp}.old"):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
-            except FileNotFoundError:
-                pass
         raise
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
