@@ -155,21 +155,22 @@ class ClusterConf:
     @contextmanager
     def transaction(self, *, bump: bool = True) -> Iterator[ClusterConf]:
         """Group edits: on success config_version goes up by exactly one; on an exception nothing changes."""
+        if bump:
+            self._check_version_editable()
         backup = copy.deepcopy(self.root)
         edited_before = self._edited
         try:
             yield self
+            if bump:
+                self.bump_version()
         except BaseException:
             self.tree._setroot(backup)
             self._edited = edited_before
             raise
         self._edited = True
-        if bump:
-            self.bump_version()
 
-    def bump_version(self) -> int:
-        current = self.config_version
-        if current is None and self.root.get("config_version") is not None:
+    def _check_version_editable(self) -> None:
+        if self.config_version is None and self.root.get("config_version") is not None:
             raise ConfigError(
                 error(
                     "VERSION_NOT_INTEGER",
@@ -178,7 +179,10 @@ class ClusterConf:
                 ),
                 self.source,
             )
-        new = (current or 0) + 1
+
+    def bump_version(self) -> int:
+        self._check_version_editable()
+        new = (self.config_version or 0) + 1
         self.root.set("config_version", str(new))
         self._edited = True
         return new
@@ -210,27 +214,44 @@ def _append_child(parent: etree._Element, tag: str) -> etree._Element:
     return child
 
 
+def _leading_ws(element: etree._Element) -> str:
+    """The whitespace text right before `element` (its previous sibling's tail, or its parent's text)."""
+    prev = element.getprevious()
+    parent = element.getparent()
+    text = prev.tail if prev is not None else (parent.text if parent is not None else None)
+    return text if text is not None and not text.strip() else ""
+
+
+def _indent_unit(element: etree._Element) -> str:
+    """The document's indentation step, read from the whitespace before the root's first child."""
+    root = element.getroottree().getroot()
+    text = root.text or ""
+    if "\n" in text and not text.strip():
+        return text.rsplit("\n", 1)[1]
+    return "  "
+
+
 def indent_new_element(child: etree._Element) -> None:
-    """Give a freshly appended element the indentation its siblings use (best effort, never reorders)."""
+    """Give a freshly appended last child the layout of its neighbours (best effort, never reorders).
+
+    After an existing sibling it copies the whitespace that sibling has before it; as a first child it indents
+    one document step deeper than its parent.
+    """
     parent = child.getparent()
     if parent is None:
         return
-    siblings = [c for c in parent if c is not child]
-    depth = sum(1 for _ in child.iterancestors())
-    unit = "  "
-    if siblings:
-        prev_ws = (parent.text if siblings[0] is parent[0] else None) or ""
-        if "\n" in prev_ws:
-            indent = prev_ws.rsplit("\n", 1)[1]
-            unit = indent[: len(indent) // max(depth, 1)] or "  "
-    inner = "\n" + unit * depth
-    outer = "\n" + unit * (depth - 1)
     prev = child.getprevious()
-    if prev is None:
-        parent.text = inner
-    else:
-        prev.tail = inner
-    child.tail = outer
+    if prev is not None:
+        closing = prev.tail if prev.tail is not None and not prev.tail.strip() else None
+        prev.tail = _leading_ws(prev) or None
+        child.tail = closing
+        return
+    outer = _leading_ws(parent)
+    if "\n" not in outer:
+        outer = "\n" + outer.lstrip(" \t")
+    parent_indent = outer.rsplit("\n", 1)[1]
+    parent.text = "\n" + parent_indent + _indent_unit(parent)
+    child.tail = "\n" + parent_indent
 
 
 def atomic_write(path: Path, data: bytes, *, keep_old: bool = True) -> None:
