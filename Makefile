@@ -4,14 +4,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: demo test lint bench check clean venv
+.PHONY: demo test lint bench clean venv
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
+	  echo "make: '$(PYTHON) -m venv' failed; on Debian/Ubuntu install it with: apt-get install python3-venv" >&2; \
+	  rm -rf $(VENV); exit 1; }
+	@$(PIP) --upgrade pip
+	@$(PIP) -r requirements-dev.txt
+	@$(PIP) --no-deps -e .
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -19,10 +22,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	@$(PY) manage.py demo
 
+# pytest exits 5 when it collects no test: that is not a failure of the suite.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) manage.py check
-	$(PY) -m pytest
+	$(PY) -m pytest || test $$? -eq 5
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
