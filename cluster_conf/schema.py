@@ -88,7 +88,10 @@ SECRET_ATTRS = frozenset({"passwd", "password", "snmp_priv_passwd", "community"}
 
 
 def is_secret(name: str) -> bool:
+    """Password-like attribute names; `passwd_script` (a path to a program printing the password) is not one."""
     low = name.lower()
+    if low.endswith("_script"):
+        return False
     return low in SECRET_ATTRS or "passwd" in low or "password" in low
 
 
@@ -274,7 +277,10 @@ ELEMENTS: dict[str, ElementSpec] = {
         ),
         ElementSpec(
             "failoverdomainnode",
-            (_a("name", "name", required=True), _a("priority", "int", doc="1..100, lower is preferred")),
+            (
+                _a("name", "name", required=True),
+                _a("priority", "int", minimum=1, maximum=100, doc="1..100, lower is preferred"),
+            ),
         ),
         ElementSpec("events", (), ("event",)),
         ElementSpec(

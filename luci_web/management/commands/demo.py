@@ -17,6 +17,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from cluster_conf.schema import is_secret
+
 WALKTHROUGH: list[tuple[str, list[str]]] = [
     ("Create a cluster called 'lab'", ["ccs_tool", "create", "lab"]),
     ("Keep a copy of version 1 to compare with later", ["cp", "{conf}", "{root}/cluster.conf.v1"]),
@@ -31,18 +33,25 @@ WALKTHROUGH: list[tuple[str, list[str]]] = [
     ("List the fence devices, verbosely", ["ccs_tool", "lsfence", "-v"]),
     (
         "Add an ordered failover domain",
-        ["ccs_tool", "adddomain", "-o", "webdomain", "node1:1", "node2:2", "node3:3"],
+        ["ccs_tool", "adddomain", "--ordered", "webdomain", "node1:1", "node2:2", "node3:3"],
     ),
     ("Add a floating IP address as a global resource", ["ccs_tool", "addresource", "ip", "address=127.0.0.50"]),
     (
-        "Add a web service that uses it",
-        ["ccs_tool", "addservice", "-d", "webdomain", "-r", "relocate", "web", "ip:127.0.0.50"],
+        "Add a web service in that domain, using the address",
+        ["ccs_tool", "addservice", "web", "domain=webdomain", "recovery=relocate"],
     ),
+    ("", ["ccs_tool", "addserviceresource", "web", "ip", "ref=127.0.0.50"]),
     ("List the services and their resource trees", ["ccs_tool", "lsservice", "-v"]),
     ("Validate the configuration", ["ccs_config_validate", "-f", "{conf}"]),
     ("What changed since version 1", ["ccs_tool", "diff", "{root}/cluster.conf.v1", "{conf}"]),
     ("Query it with XPath", ["ccs_tool", "query", "/cluster/@config_version"]),
 ]
+
+
+def _masked(arg: str) -> str:
+    """`passwd=…` shown as `passwd=********`: secrets never appear in output, even the demo's own."""
+    key, sep, _ = arg.partition("=")
+    return f"{key}=********" if sep and is_secret(key) else arg
 
 
 def _script(name: str) -> str:
@@ -77,7 +86,7 @@ class Command(BaseCommand):
     def _run_step(self, title: str, argv: list[str], env: dict[str, str], root: Path) -> None:
         if title:
             self.stdout.write(f"\n## {title}")
-        shown = " ".join(shlex.quote(a.replace(str(root), "$CLUSTER_ROOT")) for a in argv)
+        shown = " ".join(shlex.quote(_masked(a).replace(str(root), "$CLUSTER_ROOT")) for a in argv)
         self.stdout.write(f"$ {shown}")
         command = [_script(argv[0]) if argv[0] != "cp" else "cp", *argv[1:]]
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
