@@ -27,7 +27,6 @@ from cluster_conf import xmlsafe
 from cluster_conf.reports import ConfigError, error
 
 _PROLOG_TOKEN = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>", re.S)
-_EPILOG_TOKEN = re.compile(rb"(?:\s+|<\?(?:(?!\?>).)*\?>|<!--(?:(?!-->).)*-->)\Z", re.S)
 
 NEW_FILE_MODE = 0o640  # the original tools wrote cluster.conf with umask 026
 
@@ -40,13 +39,22 @@ def _split_prolog(raw: bytes) -> tuple[bytes, bytes]:
         if not m or m.end() == pos:
             break
         pos = m.end()
+    return raw[:pos], raw[_epilog_start(raw):]
+
+
+def _epilog_start(raw: bytes) -> int:
+    """Where the trailing whitespace, comments and PIs after the root element begin (scanning from the end)."""
     end = len(raw)
-    while True:
-        m = _EPILOG_TOKEN.search(raw, 0, end)
-        if not m or m.start() == end:
+    while end > 0:
+        if raw[end - 1] in b" \t\r\n":
+            end -= 1
+        elif raw.endswith(b"-->", 0, end):
+            end = raw.rfind(b"<!--", 0, end)
+        elif raw.endswith(b"?>", 0, end):
+            end = raw.rfind(b"<?", 0, end)
+        else:
             break
-        end = m.start()
-    return raw[:pos], raw[end:]
+    return max(end, 0)
 
 
 class ClusterConf:
@@ -193,7 +201,7 @@ class ClusterConf:
             return self._raw
         encoding = self.tree.docinfo.encoding or "UTF-8"
         body = etree.tostring(self.root, encoding=encoding, xml_declaration=False, with_tail=False)
-        return self._prolog + body + (self._epilog or b"\n")
+        return self._prolog + body + self._epilog
 
     def to_string(self) -> str:
         encoding = self.tree.docinfo.encoding or "UTF-8"

@@ -57,6 +57,11 @@ def parse(data: bytes, source: str = "<string>") -> etree._ElementTree:
         )
     if not data.strip():
         raise ConfigError(error("XML_MALFORMED", "file is empty"), source)
+    if b"[" in _doctype_bytes(data):
+        # Checked before libxml2 sees the document, so entity declarations are never even parsed.
+        raise ConfigError(
+            error("XML_DOCTYPE_FORBIDDEN", "a DOCTYPE with an internal subset is not allowed", line=1), source
+        )
     try:
         root = etree.fromstring(data, make_parser())
     except etree.XMLSyntaxError as exc:
@@ -75,15 +80,12 @@ def parse(data: bytes, source: str = "<string>") -> etree._ElementTree:
             ),
             source,
         )
-    if dtd is not None and b"[" in _doctype_bytes(data):
-        raise ConfigError(
-            error("XML_DOCTYPE_FORBIDDEN", "a DOCTYPE with an internal subset is not allowed", line=1), source
-        )
     return tree
 
 
 def _doctype_bytes(data: bytes) -> bytes:
-    start = data.find(b"<!DOCTYPE")
+    """The DOCTYPE declaration up to its first `>` (an internal subset shows as a `[`), looked for in the prolog."""
+    start = data.find(b"<!DOCTYPE", 0, 4096)
     if start < 0:
         return b""
     end = data.find(b">", start)

@@ -1,0 +1,60 @@
+"""Smoke tests of the benchmark generator and runner at a small size (never timing assertions)."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from bench import __main__ as runner
+from bench.generate import SMALL_SIZE, Size, generate, variant
+from cluster_conf import ClusterConf
+from cluster_conf.diff import diff
+from cluster_conf.model import view
+
+HAS_VALIDATION = importlib.util.find_spec("cluster_conf.validation") is not None
+
+
+def errors_of(conf: ClusterConf) -> list[str]:
+    from cluster_conf import validate
+
+    return [r.format(conf.source) for r in validate(conf, lint=True) if r.is_error]
+
+
+def test_generator_is_deterministic():
+    assert generate(SMALL_SIZE) == generate(SMALL_SIZE)
+    assert variant(generate(SMALL_SIZE)) == variant(generate(SMALL_SIZE))
+
+
+def test_small_config_parses_with_the_requested_shape():
+    cluster = view(ClusterConf.from_bytes(generate(SMALL_SIZE)))
+    assert len(cluster.nodes) == SMALL_SIZE.nodes
+    assert len(cluster.fence_devices) == SMALL_SIZE.fence_devices
+    assert len(cluster.domains) == SMALL_SIZE.domains
+    assert len(cluster.services) == SMALL_SIZE.services
+    assert {s.kind for s in cluster.services} == {"service", "vm"}
+    assert all(node.methods for node in cluster.nodes)
+
+
+@pytest.mark.skipif(not HAS_VALIDATION, reason="cluster_conf.validation is not there yet")
+@pytest.mark.parametrize("size", [SMALL_SIZE, Size(nodes=12, fence_devices=20, domains=4, services=30, vm_every=5)])
+def test_generated_config_and_its_variant_validate(size):
+    data = generate(size)
+    assert errors_of(ClusterConf.from_bytes(data)) == []
+    assert errors_of(ClusterConf.from_bytes(variant(data))) == []
+
+
+def test_variant_is_a_next_version_with_changes():
+    data = generate(SMALL_SIZE)
+    d = diff(ClusterConf.from_bytes(data), ClusterConf.from_bytes(variant(data, service_fraction=0.2)))
+    assert (d.old_version, d.new_version) == ("1", "2")
+    assert d.added and d.removed and d.changed
+    assert d.affected_services()
+
+
+def test_runner_smoke(capsys, tmp_path):
+    out_json = tmp_path / "bench.json"
+    assert runner.main(["--small", "--runs", "1", "--json", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert "median ms" in printed and "libxml2" in printed
+    assert "failed:" not in printed
+    assert out_json.exists()
