@@ -109,7 +109,7 @@ CODES: dict[str, Code] = {
     "DEPEND_SOFT_IGNORED": Code(_W, "depend_mode=soft is only honoured with central_processing"),
     "THRESHOLD_NOT_INDEPENDENT": Code(_W, "__max_restarts on a resource that is not an independent subtree"),
     # -- editing (cluster_conf.edit; ccs_tool and the console print these when an edit is refused) ----------
-    "BAD_ARGUMENT": Code(_E, "an argument of an edit is invalid (a reserved name, a value out of range, an unknown section)"),
+    "BAD_ARGUMENT": Code(_E, "an edit argument is invalid (a reserved name, a value out of range, an unknown section)"),
     "NODE_EXISTS": Code(_E, "a node with that name already exists"),
     "NODE_NOT_FOUND": Code(_E, "no node has that name"),
     "NODEID_IN_USE": Code(_E, "another node already has that nodeid"),
@@ -123,7 +123,7 @@ CODES: dict[str, Code] = {
     "DOMAIN_NODE_EXISTS": Code(_E, "the node is already a member of the domain"),
     "DOMAIN_NODE_NOT_FOUND": Code(_E, "the node is not a member of the domain"),
     "RESOURCE_EXISTS": Code(_E, "a global resource of that type and key already exists"),
-    "RESOURCE_NOT_FOUND": Code(_E, "no resource of that type and key exists (globally, or at that place in a service tree)"),
+    "RESOURCE_NOT_FOUND": Code(_E, "no resource of that type and key exists (globally or at that place in a tree)"),
     "CHILD_FORBIDDEN": Code(_E, "the parent resource type may not hold a child of that type"),
     "SERVICE_EXISTS": Code(_E, "a service or vm of that name already exists"),
     "SERVICE_NOT_FOUND": Code(_E, "no service or vm has that name"),
