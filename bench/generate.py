@@ -31,6 +31,8 @@ class Size:
     domains: int = 100
     services: int = 5000
     vm_every: int = 50  # every n-th resource group is a <vm>
+    rich: bool = True  # False: the reference shape of stack-notes §4 (one fence method per node; services are
+    # an ip ref and an fs holding a script), on which the issue's time targets were set
 
     @property
     def pdus(self) -> int:
@@ -43,6 +45,7 @@ class Size:
 
 
 BENCH_SIZE = Size()
+REFERENCE_SIZE = Size(vm_every=0, rich=False)
 SMALL_SIZE = Size(nodes=10, fence_devices=10, domains=3, services=20, vm_every=7)
 
 
@@ -83,6 +86,13 @@ def _node(n: int, size: Size) -> list[str]:
     port = (n - 1) // size.pdus + 1
     lines = [f"    {_tag('clusternode', {'name': node_name(n), 'nodeid': str(n), 'votes': '1'}, close=False)}"]
     lines.append("      <fence>")
+    if not size.rich:
+        lines.append('        <method name="power">')
+        lines.append(f"          {_tag('device', {'name': f'ipmi-{n:04d}', 'lanplus': '1'})}")
+        lines.append("        </method>")
+        lines.append("      </fence>")
+        lines.append("    </clusternode>")
+        return lines
     if n <= size.ipmi_count:
         lines.append('        <method name="ipmi">')
         lines.append(f"          {_tag('device', {'name': f'ipmi-{n:04d}', 'lanplus': '1', 'action': 'reboot'})}")
@@ -97,7 +107,8 @@ def _node(n: int, size: Size) -> list[str]:
 
 def _fence_devices(size: Size) -> list[str]:
     lines = []
-    for n in range(1, size.ipmi_count + 1):
+    ipmi_boards = size.ipmi_count if size.rich else size.fence_devices
+    for n in range(1, ipmi_boards + 1):
         attrs = {
             "name": f"ipmi-{n:04d}",
             "agent": "fence_ipmilan",
@@ -108,7 +119,7 @@ def _fence_devices(size: Size) -> list[str]:
             "power_wait": "4",
         }
         lines.append(f"    {_tag('fencedevice', attrs)}")
-    for p in range(size.pdus):
+    for p in range(size.pdus if size.rich else 0):
         attrs = {
             "name": f"apc-{p:03d}",
             "agent": "fence_apc",
@@ -188,6 +199,11 @@ def _service(s: int, size: Size) -> list[str]:
     }
     lines = [f"    {_tag('service', attrs, close=False)}", f"      {_tag('ip', {'ref': _ip(2, s)})}"]
     lines.append(f"      {_tag('fs', fs, close=False)}")
+    script = {"name": f"app-{s:04d}", "file": f"/etc/init.d/app-{s:04d}"}
+    if not size.rich:
+        lines.append(f"        {_tag('script', script)}")
+        lines.extend(("      </fs>", "    </service>"))
+        return lines
     if s % 3:
         lines.append(f"        {_tag('nfsexport', {'name': f'export-{s:04d}'}, close=False)}")
         for c, target in enumerate(("10.3.0.0/16", "backup.example.com")):
@@ -198,7 +214,6 @@ def _service(s: int, size: Size) -> list[str]:
         apache = {"name": f"httpd-{s:04d}", "server_root": "/etc/httpd", "shutdown_wait": "10"}
         lines.append(f"        {_tag('apache', apache)}")
     lines.append("      </fs>")
-    script = {"name": f"app-{s:04d}", "file": f"/etc/init.d/app-{s:04d}"}
     lines.append(f"      {_tag('script', script)}")
     lines.append("    </service>")
     return lines

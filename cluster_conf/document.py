@@ -13,7 +13,6 @@ What "nothing lost" means here:
 from __future__ import annotations
 
 import contextlib
-import copy
 import os
 import re
 import tempfile
@@ -135,6 +134,11 @@ class ClusterConf:
             return None
 
     @property
+    def size(self) -> int:
+        """Bytes of the document as loaded (cheap); serialized size for a document built in memory."""
+        return len(self._raw) if self._raw is not None else len(self.to_bytes())
+
+    @property
     def edited(self) -> bool:
         return self._edited
 
@@ -165,14 +169,16 @@ class ClusterConf:
         """Group edits: on success config_version goes up by exactly one; on an exception nothing changes."""
         if bump:
             self._check_version_editable()
-        backup = copy.deepcopy(self.root)
+        # The rollback copy is the serialized root (a few ms even for megabytes, against ~100 ms for a deepcopy);
+        # it is parsed back only when an edit fails. Leading newlines keep its elements' line numbers.
+        backup = b"\n" * ((self.root.sourceline or 1) - 1) + etree.tostring(self.root)
         edited_before = self._edited
         try:
             yield self
             if bump:
                 self.bump_version()
         except BaseException:
-            self.tree._setroot(backup)
+            self.tree._setroot(etree.fromstring(backup, xmlsafe.make_parser()))
             self._edited = edited_before
             raise
         self._edited = True

@@ -207,6 +207,7 @@ class StructureCheck:
         self.reports: list[Report] = []
         self.inventory = Inventory(conf.root)
         self.schema_failed = False  # True when the RelaxNG schema rejects something reported here
+        self._verdicts: dict[int, dict[str, bool]] = {}  # id(ValueRule) -> value -> accepted
 
     def run(self) -> StructureCheck:
         self._visit_known(self.conf.root, None)
@@ -229,16 +230,23 @@ class StructureCheck:
             for name in rules.required_on_definition:
                 if get(name) is None:
                     self._missing(el, name, resource=True)
-        known, checked = rules.known, rules.checked
+        known, checked, verdicts = rules.known, rules.checked, self._verdicts
         special = False
         for name, value in attrs.items():
             rule = checked.get(name)
             if rule is not None:
-                if not rule.accepts(value):
+                # Values repeat a lot ("1", "ext4", "10m"): remember each rule's verdict per distinct value.
+                memo = verdicts.get(id(rule))
+                if memo is None:
+                    memo = verdicts[id(rule)] = {}
+                ok = memo.get(value)
+                if ok is None:
+                    ok = memo[value] = rule.accepts(value)
+                if not ok:
                     self._invalid(el, name, value, rule)
             elif name not in known and not rules.open:
                 self._unknown_attribute(el, name, known)
-            if resource and name[:2] == "__":
+            if resource and name[0] == "_" and name[:2] == "__":
                 special = True
         if special:
             self.inventory.special.append(el)
@@ -449,12 +457,16 @@ class StructureCheck:
         self._check_attributes(el, attrs, RESOURCE_RULES[rtype.name], resource=True)
         text = el.text
         stray_text = bool(text and text.strip(_BLANKS))
-        visit = self._visit_resource_slot
+        visit_slot, visit_resource, types = self._visit_resource_slot, self._visit_resource, RESOURCE_TYPES
         for child in el:
             if not stray_text:
                 tail = child.tail
                 stray_text = bool(tail and tail.strip(_BLANKS))
-            visit(child, use, service, in_resources=False)
+            child_type = types.get(child.tag)  # comments have a non-str tag: not a resource type either
+            if child_type is not None and not child_type.top_level:
+                visit_resource(child, child_type, use, service, is_global=False)  # the common case, inlined
+            else:
+                visit_slot(child, use, service, in_resources=False)
         if stray_text:
             self._text_not_allowed(el)
 

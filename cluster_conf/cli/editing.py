@@ -53,11 +53,19 @@ def apply_edit(
     *,
     tolerated: Collection[str] = (),
 ) -> T:
-    """Run `change` in a transaction (config_version + 1) and refuse a result with new validation errors."""
-    before = error_reports(conf)
+    """Run `change` in a transaction (config_version + 1) and refuse a result with new validation errors.
+
+    The edited document is validated first; only when it has errors is the original validated too (parsed
+    again from its bytes), to tell new errors from old ones. The common case validates once.
+    """
+    original = conf.to_bytes()
     with conf.transaction():
         result = change(conf)
-    fresh = new_errors(before, error_reports(conf), tolerated)
+    after = error_reports(conf)
+    if not after:
+        return result
+    before = error_reports(ClusterConf.from_bytes(original, conf.source))
+    fresh = new_errors(before, after, tolerated)
     if fresh:
         raise CliError(
             f"not writing {conf.source}: the change would make the configuration invalid",
