@@ -11,6 +11,8 @@ import os
 
 from cluster_conf.codes import report
 from cluster_conf.document import ClusterConf
+from cluster_conf.model import element_votes, to_int
+from cluster_conf.quorum import qdisk_votes as default_votes
 from cluster_conf.reports import Report
 from cluster_conf.schema import is_true, parse_time
 from cluster_conf.structure import Element, Inventory, ResourceUse, label, shown
@@ -18,18 +20,6 @@ from cluster_conf.structure import Element, Inventory, ResourceUse, label, shown
 MAX_CLUSTER_NAME = 15  # cman's limit (16 bytes with the terminating NUL); luci enforces it too
 MIN_TOKEN_MS = 1000
 MIN_POST_JOIN_DELAY = 3  # the value Red Hat's documentation uses; below it nodes booting together fence each other
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _votes(node: Element) -> int:
-    votes = _int(node.get("votes"))
-    return votes if votes is not None and 0 <= votes <= 255 else 1
 
 
 class Lint:
@@ -147,7 +137,7 @@ class Lint:
                 fd,
                 "remove clean_start (default 0) unless every node is known to be clean at startup",
             )
-        delay = _int(fd.get("post_join_delay"))
+        delay = to_int(fd.get("post_join_delay"))
         if delay is not None and delay < MIN_POST_JOIN_DELAY and len(self.inv.nodes) > 2:
             self.warn(
                 "POST_JOIN_DELAY_LOW",
@@ -164,11 +154,11 @@ class Lint:
         cman = inv.first("cman")
         quorumd = inv.first("quorumd")
         two_node = cman is not None and cman.get("two_node") == "1"
-        node_total = sum(_votes(n) for n in nodes)
+        node_total = sum(element_votes(n) for n in nodes)
         qdisk_votes = 0
         if quorumd is not None:
-            explicit = _int(quorumd.get("votes"))
-            qdisk_votes = explicit if explicit is not None else max(len(nodes) - 1, 0)
+            explicit = to_int(quorumd.get("votes"))
+            qdisk_votes = default_votes(explicit, len(nodes))
             self.qdisk(quorumd, two_node, explicit)
         if len(nodes) >= 2 and len(nodes) % 2 == 0 and not two_node and quorumd is None:
             self.warn(
@@ -177,7 +167,7 @@ class Lint:
                 cman if cman is not None else inv.root,
                 'add a quorum disk (<quorumd>), or a node; for exactly two nodes use two_node="1"',
             )
-        expected = _int(cman.get("expected_votes")) if cman is not None else None
+        expected = to_int(cman.get("expected_votes")) if cman is not None else None
         if expected is None or two_node or not nodes:
             return
         available = node_total + qdisk_votes
@@ -206,18 +196,18 @@ class Lint:
                 quorumd,
                 "remove two_node and set expected_votes to 3 (2 nodes + 1 quorum-disk vote)",
             )
-        odd = next((n for n in nodes if _votes(n) != 1), None)
+        odd = next((n for n in nodes if element_votes(n) != 1), None)
         if odd is not None:
             self.warn(
                 "QDISK_NODE_VOTES",
-                f"quorum disk with {label(odd)} having {_votes(odd)} votes; qdisk assumes one vote per node",
+                f"quorum disk with {label(odd)} having {element_votes(odd)} votes; qdisk assumes one vote per node",
                 quorumd,
                 "give every node votes=\"1\" (luci refuses a quorum disk otherwise)",
             )
         heuristics = [h for h in self.inv.heuristics if h.getparent() is quorumd]
-        min_score = _int(quorumd.get("min_score"))
+        min_score = to_int(quorumd.get("min_score"))
         if heuristics and min_score is not None:
-            total = sum(_int(h.get("score", "1")) or 0 for h in heuristics)
+            total = sum(to_int(h.get("score", "1")) or 0 for h in heuristics)
             if min_score > total:
                 self.warn(
                     "QDISK_MIN_SCORE_UNREACHABLE",
@@ -239,7 +229,7 @@ class Lint:
         totem = self.inv.first("totem")
         if totem is None:
             return
-        token = _int(totem.get("token"))
+        token = to_int(totem.get("token"))
         if token is not None and token < MIN_TOKEN_MS:
             self.warn(
                 "TOTEM_TOKEN_LOW",
@@ -247,7 +237,7 @@ class Lint:
                 totem,
                 "use at least 1000 ms; the default is 10000",
             )
-        consensus = _int(totem.get("consensus"))
+        consensus = to_int(totem.get("consensus"))
         effective_token = token if token is not None else 10000
         if consensus is not None and consensus < 1.2 * effective_token:
             self.warn(
@@ -316,7 +306,7 @@ class Lint:
     def restart_policy(self, svc: Element) -> None:
         if svc.get("recovery", "restart") not in ("restart", "restart-disable"):
             return
-        max_restarts = _int(svc.get("max_restarts", "0")) or 0
+        max_restarts = to_int(svc.get("max_restarts", "0")) or 0
         try:
             expire = parse_time(svc.get("restart_expire_time", "0"))
         except ValueError:

@@ -22,6 +22,12 @@ def to_int(value: str | None) -> int | None:
         return None
 
 
+def element_votes(element: etree._Element) -> int:
+    """A <clusternode>'s votes: default 1; a malformed or out-of-range value counts as 1 (validation reports it)."""
+    votes = to_int(element.get("votes"))
+    return votes if votes is not None and 0 <= votes <= 255 else 1
+
+
 def to_seconds(value: str | None) -> int | None:
     if value is None:
         return None

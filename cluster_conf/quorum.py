@@ -48,14 +48,16 @@ def node_vote_total(view: ClusterView) -> int:
     return sum(n.votes if n.votes is not None else 1 for n in view.nodes)
 
 
+def qdisk_votes(explicit: int | None, node_count: int) -> int:
+    """A quorum disk's votes: its `votes` attribute when given, else node count − 1."""
+    return explicit if explicit is not None else max(node_count - 1, 0)
+
+
 def qdisk_configured_votes(view: ClusterView) -> int:
-    """The quorum disk's votes: <quorumd votes=>, default node count − 1 (0 without a quorum disk)."""
+    """The configured quorum disk's votes (0 without a quorum disk)."""
     if view.quorumd is None:
         return 0
-    votes = view.quorumd.votes
-    if votes is not None:
-        return votes
-    return max(len(view.nodes) - 1, 0)
+    return qdisk_votes(view.quorumd.votes, len(view.nodes))
 
 
 def qdisk_min_score(view: ClusterView) -> int:

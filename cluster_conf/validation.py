@@ -30,6 +30,7 @@ from cluster_conf import lint as lint_checks
 from cluster_conf import rng, structure
 from cluster_conf.codes import report
 from cluster_conf.document import ClusterConf
+from cluster_conf.model import element_votes, to_int
 from cluster_conf.reports import Report
 from cluster_conf.schema import RESOURCE_TYPES
 from cluster_conf.structure import Element, Inventory, ResourceUse, label, shown
@@ -67,21 +68,6 @@ def validate(conf: ClusterConf, *, lint: bool = True, relaxng: bool | None = Non
     return reports
 
 
-def int_or_none(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        return None
-
-
-def node_votes(node: Element) -> int:
-    """A node's votes (default 1; an invalid value counts as 1, the schema check reports it)."""
-    votes = int_or_none(node.get("votes"))
-    return votes if votes is not None and 0 <= votes <= 255 else 1
-
-
 class SemanticCheck:
     def __init__(self, conf: ClusterConf, inventory: Inventory) -> None:
         self.conf = conf
@@ -100,22 +86,26 @@ class SemanticCheck:
     def emit(self, code: str, message: str, el: Element, hint: str | None = None) -> None:
         self.reports.append(report(code, message, line=el.sourceline, path=self.conf.path_of(el), hint=hint))
 
+    @staticmethod
+    def held_before(index: dict, key: object, el: Element) -> Element | None:
+        """Index `el` under `key`; return the earlier element that already holds the key, if any."""
+        first = index.setdefault(key, el)
+        return None if first is el else first
+
     # -- nodes ---------------------------------------------------------------------------------------------
     def check_nodes(self) -> None:
         names: dict[str, Element] = {}
         ids: dict[int, Element] = {}
         for node in self.inv.nodes:
             name = node.get("name")
-            if name is not None:
-                if name in names:
-                    self.emit(
-                        "NODE_NAME_DUPLICATE",
-                        f"{label(node)}: name already used by the clusternode at line {names[name].sourceline}",
-                        node,
-                        "give every clusternode its own name (the host name cman finds on that node)",
-                    )
-                else:
-                    names[name] = node
+            first = self.held_before(names, name, node) if name is not None else None
+            if first is not None:
+                self.emit(
+                    "NODE_NAME_DUPLICATE",
+                    f"{label(node)}: name already used by the clusternode at line {first.sourceline}",
+                    node,
+                    "give every clusternode its own name (the host name cman finds on that node)",
+                )
             raw = node.get("nodeid")
             if raw is None:
                 self.emit(
@@ -125,18 +115,17 @@ class SemanticCheck:
                     'add nodeid="N" with a positive number unique in the cluster',
                 )
                 continue
-            nodeid = int_or_none(raw)
+            nodeid = to_int(raw)
             if nodeid is None or nodeid < 1:
                 continue  # the schema check reported it
-            if nodeid in ids:
+            first = self.held_before(ids, nodeid, node)
+            if first is not None:
                 self.emit(
                     "NODEID_DUPLICATE",
-                    f"{label(node)}: nodeid {nodeid} already used by {label(ids[nodeid])}",
+                    f"{label(node)}: nodeid {nodeid} already used by {label(first)}",
                     node,
                     "give every clusternode its own nodeid",
                 )
-            else:
-                ids[nodeid] = node
 
     # -- fencing -------------------------------------------------------------------------------------------
     def check_fencing(self) -> None:
@@ -145,15 +134,14 @@ class SemanticCheck:
             name = fd.get("name")
             if name is None:
                 continue
-            if name in devices:
+            first = self.held_before(devices, name, fd)
+            if first is not None:
                 self.emit(
                     "FENCEDEVICE_NAME_DUPLICATE",
-                    f"{label(fd)}: name already used by the fencedevice at line {devices[name].sourceline}",
+                    f"{label(fd)}: name already used by the fencedevice at line {first.sourceline}",
                     fd,
                     "rename one of them and update the nodes' <device name=...> entries",
                 )
-            else:
-                devices[name] = fd
         for use in self.inv.device_uses:
             name = use.get("name")
             if name is not None and name not in devices:
@@ -192,15 +180,13 @@ class SemanticCheck:
             name = domain.get("name")
             if name is None:
                 continue
-            if name in domains:
+            if self.held_before(domains, name, domain) is not None:
                 self.emit(
                     "DOMAIN_NAME_DUPLICATE",
                     f"#31: Domain {name} defined multiple times",
                     domain,
                     "rename or merge the two failover domains",
                 )
-            else:
-                domains[name] = domain
         members: set[tuple[Element, str]] = set()
         for member in self.inv.domain_nodes:
             name = member.get("name")
@@ -416,7 +402,7 @@ class SemanticCheck:
         if cman is not None and cman.get("two_node") == "1":
             nodes = self.inv.nodes
             expected = cman.get("expected_votes")
-            votes = [node_votes(n) for n in nodes]
+            votes = [element_votes(n) for n in nodes]
             if len(nodes) != 2 or any(v != 1 for v in votes) or (expected is not None and expected != "1"):
                 self.emit(
                     "TWO_NODE_INVALID",
