@@ -287,10 +287,15 @@ def test_usage_errors_exit_1_with_one_line(capsys: pytest.CaptureFixture[str], a
     assert err.startswith("ccs_tool: ") and err.count("\n") == 1
 
 
-@pytest.mark.parametrize("argv", [[], ["-h"], ["help"], ["help", "addnode"], ["lsnode", "-h"], ["addnode", "--help"]])
+@pytest.mark.parametrize("argv", [["-h"], ["help"], ["help", "addnode"], ["lsnode", "-h"], ["addnode", "--help"]])
 def test_help_exits_0(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     rc, out, _ = tool(capsys, *argv)
     assert rc == 0 and ("Usage" in out or "usage" in out)
+
+
+def test_no_command_prints_usage_to_stderr_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = tool(capsys)
+    assert (rc, out) == (1, "") and "Usage" in err
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -108,9 +108,9 @@ def split_command(argv: Sequence[str]) -> tuple[str | None, list[str], list[str]
 
 
 def _help(name: str | None, rest: list[str], prefix: list[str]) -> int:
-    if name is None and not prefix:
-        sys.stdout.write(usage_text())
-        return 0
+    if name is None and not prefix:  # no command at all: the usage, on stderr, and a failure exit
+        sys.stderr.write(usage_text())
+        return 1
     if name is None and not ({"-h", "--help"} & set(prefix)):
         raise UsageError("Too few arguments. Try 'ccs_tool help' for help.")
     topic = rest[0] if name == "help" and rest else None
