@@ -271,7 +271,10 @@ class StructureCheck:
         code = ATTRIBUTE_CODES.get((tag, name, "invalid"), default)
         given = "an invalid value" if is_secret(name) else shown(value)
         message = f"{label(el)}: {name} is {given}; expected {rule.describe()}"
-        self._report(code, message, el, _ATTRIBUTE_HINTS.get(code), schema=True)
+        hint = _ATTRIBUTE_HINTS.get(code)
+        if "{{" in value or "{%" in value:
+            hint = "this looks like an unrendered template (Jinja2/Ansible): render it before installing the file"
+        self._report(code, message, el, hint, schema=True)
 
     def _unknown_attribute(self, el: Element, name: str, known: Iterable[str]) -> None:
         self._report(

@@ -66,7 +66,10 @@ def parse(data: bytes, source: str = "<string>") -> etree._ElementTree:
         root = etree.fromstring(data, make_parser())
     except etree.XMLSyntaxError as exc:
         code, message, line = _syntax_message(exc)
-        raise ConfigError(error(code, message, line=line), source) from None
+        hint = None
+        if code == "XML_MALFORMED" and (b"{%" in data or b"{{" in data):
+            hint = "this looks like an unrendered template (Jinja2/Ansible): render it before installing the file"
+        raise ConfigError(error(code, message, line=line, hint=hint), source) from None
     except ValueError as exc:  # e.g. a unicode string with an encoding declaration
         raise ConfigError(error("XML_MALFORMED", f"not well-formed XML: {exc}"), source) from None
     tree = root.getroottree()

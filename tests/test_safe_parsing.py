@@ -118,3 +118,9 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         ClusterConf.load(tmp_path)
     assert info.value.report.code == "FILE_UNREADABLE"
+
+
+def test_malformed_template_gets_a_template_hint() -> None:
+    exc = _refused(b'{% set x = 1 %}\n<cluster name="{{ name }}" config_version="1"></cluster>')
+    assert exc.report.code == "XML_MALFORMED"
+    assert exc.report.hint is not None and "unrendered template" in exc.report.hint

@@ -421,3 +421,9 @@ def test_relaxng_and_python_pass_agree_on_random_values(
 
 def test_severity_enum_matches_registry() -> None:
     assert {c.severity for c in CODES.values()} <= {Severity.ERROR, Severity.WARNING}
+
+
+def test_unrendered_template_values_get_a_template_hint() -> None:
+    conf = ClusterConf.from_string('<cluster name="c" config_version="{{ version }}"><rm/></cluster>')
+    (report,) = [r for r in validate(conf) if r.code == "VERSION_NOT_INTEGER"]
+    assert report.hint is not None and "unrendered template" in report.hint
