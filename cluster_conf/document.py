@@ -3,10 +3,11 @@
 What "nothing lost" means here:
 - A document that was not edited is written back byte for byte.
 - An edited document keeps every element, attribute, comment and processing instruction it had, in order,
-  known to this library or not. The prolog and epilog (XML declaration, DOCTYPE, comments before and after the
-  root element) are written back verbatim. Inside the root element lxml's serializer applies the normalisations
-  listed in docs/cluster-conf.md (attribute quotes become double quotes, whitespace inside tags is collapsed,
-  `<a></a>` becomes `<a/>`, character references are resolved).
+  known to this library or not. The byte-order mark, the encoding, the line endings (LF or CRLF) and the prolog
+  and epilog (XML declaration, DOCTYPE, comments and PIs before and after the root element) are kept as they
+  were. Inside the root element lxml's serializer applies the normalisations listed in docs/cluster-conf.md
+  (attribute quotes become double quotes, whitespace inside tags is collapsed, `<a></a>` becomes `<a/>`,
+  character references are resolved).
 - Saving is atomic (temp file, fsync, rename, fsync of the directory) and keeps the previous file as
   `cluster.conf.old`.
 """
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,46 +25,27 @@ from lxml import etree
 from cluster_conf import xmlsafe
 from cluster_conf.reports import ConfigError, error
 
-_PROLOG_TOKEN = re.compile(rb"\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>]*>", re.S)
-
 NEW_FILE_MODE = 0o640  # the original tools wrote cluster.conf with umask 026
-
-
-def _split_prolog(raw: bytes) -> tuple[bytes, bytes]:
-    """Return (prolog, epilog): the bytes before the root start tag and after the root end tag."""
-    pos = 0
-    while True:
-        m = _PROLOG_TOKEN.match(raw, pos)
-        if not m or m.end() == pos:
-            break
-        pos = m.end()
-    return raw[:pos], raw[_epilog_start(raw):]
-
-
-def _epilog_start(raw: bytes) -> int:
-    """Where the trailing whitespace, comments and PIs after the root element begin (scanning from the end)."""
-    end = len(raw)
-    while end > 0:
-        if raw[end - 1] in b" \t\r\n":
-            end -= 1
-        elif raw.endswith(b"-->", 0, end):
-            end = raw.rfind(b"<!--", 0, end)
-        elif raw.endswith(b"?>", 0, end):
-            end = raw.rfind(b"<?", 0, end)
-        else:
-            break
-    return max(end, 0)
 
 
 class ClusterConf:
     """A loaded (or new) cluster.conf. Edit it through `cluster_conf.edit` inside `transaction()`."""
 
-    def __init__(self, tree: etree._ElementTree, raw: bytes | None = None, source: str = "<string>") -> None:
+    def __init__(self, tree: etree._ElementTree, raw: bytes, source: str = "<string>") -> None:
         self.tree = tree
         self.source = source
-        self._raw = raw
-        self._prolog, self._epilog = _split_prolog(raw) if raw is not None else (b'<?xml version="1.0"?>\n', b"\n")
-        self._edited = raw is None
+        self._raw: bytes = raw
+        self._edited = False
+        self._depth = 0  # nesting of transaction()
+        self._layout_from(raw)
+
+    def _layout_from(self, raw: bytes) -> None:
+        """Remember what lxml does not keep: the BOM, the codec, the prolog and epilog as written, CRLF."""
+        self._bom, self._codec, text = xmlsafe.decode(raw)
+        self._prolog = text[: xmlsafe.prolog_end(text)]
+        self._epilog = text[xmlsafe.epilog_start(text) :]
+        first_newline = text.find("\n")
+        self._crlf = first_newline > 0 and text[first_newline - 1] == "\r"
 
     # -- loading -------------------------------------------------------------------------------------------
     @classmethod
@@ -135,8 +116,8 @@ class ClusterConf:
 
     @property
     def size(self) -> int:
-        """Bytes of the document as loaded (cheap); serialized size for a document built in memory."""
-        return len(self._raw) if self._raw is not None else len(self.to_bytes())
+        """Bytes of the document as loaded or last saved (cheap; edits since are not counted)."""
+        return len(self._raw)
 
     @property
     def edited(self) -> bool:
@@ -166,22 +147,43 @@ class ClusterConf:
     # -- editing -------------------------------------------------------------------------------------------
     @contextmanager
     def transaction(self, *, bump: bool = True) -> Iterator[ClusterConf]:
-        """Group edits: on success config_version goes up by exactly one; on an exception nothing changes."""
-        if bump:
+        """Group edits: on success config_version goes up by exactly one; on an exception nothing changes.
+
+        Transactions nest: an inner one rolls back its own edits on an exception, and only the outermost one
+        bumps the version. The rollback copy is the serialized root (a few ms even for megabytes, against
+        ~100 ms for a deepcopy); it is parsed back only when an edit fails.
+        """
+        outermost = self._depth == 0
+        if bump and outermost:
             self._check_version_editable()
-        # The rollback copy is the serialized root (a few ms even for megabytes, against ~100 ms for a deepcopy);
-        # it is parsed back only when an edit fails. Leading newlines keep its elements' line numbers.
-        backup = b"\n" * ((self.root.sourceline or 1) - 1) + etree.tostring(self.root)
+        backup = etree.tostring(self.root)
         edited_before = self._edited
+        self._depth += 1
         try:
             yield self
-            if bump:
+            if bump and outermost:
                 self.bump_version()
         except BaseException:
-            self.tree._setroot(etree.fromstring(backup, xmlsafe.make_parser()))
+            self._restore(backup)
             self._edited = edited_before
             raise
+        finally:
+            self._depth -= 1
         self._edited = True
+
+    def _restore(self, backup: bytes) -> None:
+        """Put the root back as it was, in place: the tree, its docinfo and the root element object stay."""
+        padding = b"\n" * ((self.root.sourceline or 1) - 1)  # keeps the restored elements' line numbers
+        fresh = etree.fromstring(padding + backup, xmlsafe.make_parser())
+        root = self.root
+        root.attrib.clear()
+        for key, value in fresh.attrib.items():
+            root.set(key, value)
+        root.text = fresh.text
+        for child in list(root):
+            root.remove(child)
+        for child in list(fresh):
+            root.append(child)
 
     def _check_version_editable(self) -> None:
         if self.config_version is None and self.root.get("config_version") is not None:
@@ -203,21 +205,29 @@ class ClusterConf:
 
     # -- writing -------------------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        if not self._edited and self._raw is not None:
+        if not self._edited:
             return self._raw
-        encoding = self.tree.docinfo.encoding or "UTF-8"
-        body = etree.tostring(self.root, encoding=encoding, xml_declaration=False, with_tail=False)
-        return self._prolog + body + self._epilog
+        body = etree.tostring(self.root, encoding="unicode", with_tail=False)
+        if self._crlf:
+            body = body.replace("\n", "\r\n")  # libxml2 read CRLF as LF; newlines in values are &#10;
+        return b"".join(
+            (
+                self._bom,
+                self._prolog.encode(self._codec, "surrogateescape"),
+                body.encode(self._codec, "xmlcharrefreplace"),
+                self._epilog.encode(self._codec, "surrogateescape"),
+            )
+        )
 
     def to_string(self) -> str:
-        encoding = self.tree.docinfo.encoding or "UTF-8"
-        return self.to_bytes().decode(encoding)
+        return self.to_bytes()[len(self._bom) :].decode(self._codec, "surrogateescape")
 
     def save(self, path: str | os.PathLike[str] | None = None, *, keep_old: bool = True) -> Path:
         """Write atomically to `path` (default: where it was loaded from); keep the previous file as `.old`."""
         target = Path(path if path is not None else self.source)
-        atomic_write(target, self.to_bytes(), keep_old=keep_old)
-        self._raw = self.to_bytes() if not self._edited else None
+        data = self.to_bytes()
+        atomic_write(target, data, keep_old=keep_old)
+        self._raw, self._edited = data, False  # what is on disk now: saving again writes the same bytes
         return target
 
 
@@ -256,7 +266,9 @@ def indent_new_element(child: etree._Element) -> None:
         return
     prev = child.getprevious()
     if prev is not None:
-        closing = prev.tail if prev.tail is not None and not prev.tail.strip() else None
+        if prev.tail is not None and prev.tail.strip():
+            return  # text after the previous element is content, not layout: leave it alone
+        closing = prev.tail
         prev.tail = _leading_ws(prev) or None
         child.tail = closing
         return

@@ -45,12 +45,15 @@ def _remove(element: etree._Element) -> None:
     if parent is None:
         return
     prev = element.getprevious()
-    tail = element.tail
+    tail = element.tail or ""
+    before = (prev.tail if prev is not None else parent.text) or ""
+    # Text around the element is content: keep all of it. Layout only: the element's tail (the indentation
+    # of what follows) takes over.
+    joined = before + tail if before.strip() or tail.strip() else tail
     if prev is not None:
-        # The element's tail (indentation of the next sibling or the closing tag) replaces prev's tail.
-        prev.tail = tail
+        prev.tail = joined or None
     else:
-        parent.text = tail if len(parent) > 1 else (tail if tail and tail.strip() else parent.text)
+        parent.text = joined or None
     parent.remove(element)
     if len(parent) == 0 and parent.text is not None and not parent.text.strip():
         parent.text = None
@@ -96,15 +99,14 @@ def new_cluster(
         cman.tail = root.text
     if fence_agent:
         add_fence_device(conf, fence_agent, fence_agent, {})
+    clusternodes = conf.section("clusternodes", create=True)
+    assert clusternodes is not None
     for i in range(1, nodes + 1):
-        add_node(
-            conf,
-            f"NEEDNAME-{i:02d}",
-            nodeid=i,
-            votes=1,
-            fence_device=fence_agent,
-            method="single",
-        )
+        # Placeholders are new and distinct, so no lookups: linear even for thousands of nodes.
+        node = _append(clusternodes, "clusternode", {"name": f"NEEDNAME-{i:02d}", "votes": "1", "nodeid": str(i)})
+        method = _append(_append(node, "fence"), "method", {"name": "single"})
+        if fence_agent:
+            _append(method, "device", {"name": fence_agent})
     conf.mark_edited()
     return conf
 

@@ -6,9 +6,24 @@ XXE and entity-expansion documents never get past this module and never leak a f
 """
 from __future__ import annotations
 
+import codecs
+import re
+
 from lxml import etree
 
 from cluster_conf.reports import ConfigError, error
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF32_LE, "utf-32-le"),  # before UTF-16 LE: its BOM starts with the same two bytes
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+_DECLARED_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+# Tokens that may come before the root element; a DOCTYPE with an internal subset matches up to its "[".
+_PROLOG_TOKEN = re.compile(r"\s+|<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(?:\[|>)", re.S)
+_PI_START = re.compile(r"<\?[A-Za-z_:][\w.:-]*(?:\s|\?>)")
 
 MAX_BYTES = 32 * 1024 * 1024
 # libxml2 refuses documents nested deeper than 256 levels unless huge_tree is set; we never set it.
@@ -29,6 +44,74 @@ _PARSER_OPTIONS = dict(
 
 def make_parser() -> etree.XMLParser:
     return etree.XMLParser(**_PARSER_OPTIONS)
+
+
+def sniff(raw: bytes) -> tuple[bytes, str]:
+    """(byte-order mark, Python codec) of a document: from its BOM, its first bytes, or its declaration."""
+    for bom, codec in _BOMS:
+        if raw.startswith(bom):
+            return bom, codec
+    if raw[:2] == b"<\x00":
+        return b"", "utf-16-le"
+    if raw[:2] == b"\x00<":
+        return b"", "utf-16-be"
+    declared = _DECLARED_ENCODING.match(raw[:512])
+    if declared:
+        try:
+            return b"", codecs.lookup(declared.group(1).decode("ascii")).name
+        except LookupError:
+            pass
+    return b"", "utf-8"
+
+
+def decode(raw: bytes) -> tuple[bytes, str, str]:
+    """(BOM, codec, text): undecodable bytes survive as surrogate escapes, so encoding back is lossless."""
+    bom, codec = sniff(raw)
+    return bom, codec, raw[len(bom):].decode(codec, "surrogateescape")
+
+
+def prolog_end(text: str) -> int:
+    """Index of the root start tag: the XML declaration, DOCTYPE, comments, PIs and blanks come before it."""
+    pos = 0
+    while True:
+        m = _PROLOG_TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            return pos
+        pos = m.end()
+
+
+def doctype_has_internal_subset(text: str) -> bool:
+    """True when the prolog holds a DOCTYPE with an internal subset (`<!DOCTYPE x [ ... ]>`)."""
+    pos = 0
+    while True:
+        m = _PROLOG_TOKEN.match(text, pos)
+        if not m or m.end() == pos:
+            return False
+        if m.group().startswith("<!DOCTYPE") and m.group().endswith("["):
+            return True
+        pos = m.end()
+
+
+def epilog_start(text: str) -> int:
+    """Index where the blanks, comments and PIs after the root element begin (scanning from the end).
+
+    A comment cannot contain `--`, so the last `<!--` starts it; a PI may contain `<?` in its data, so a
+    candidate start counts only when a valid PI target follows it.
+    """
+    end = len(text)
+    while end > 0:
+        if text[end - 1] in " \t\r\n":
+            end -= 1
+        elif text.endswith("-->", 0, end):
+            end = text.rfind("<!--", 0, end)
+        elif text.endswith("?>", 0, end):
+            start = text.rfind("<?", 0, end)
+            while start > 0 and not _PI_START.match(text, start):
+                start = text.rfind("<?", 0, start)
+            end = start
+        else:
+            break
+    return max(end, 0)
 
 
 def _syntax_message(exc: etree.XMLSyntaxError) -> tuple[str, str, int | None]:
@@ -57,8 +140,8 @@ def parse(data: bytes, source: str = "<string>") -> etree._ElementTree:
         )
     if not data.strip():
         raise ConfigError(error("XML_MALFORMED", "file is empty"), source)
-    if b"[" in _doctype_bytes(data):
-        # Checked before libxml2 sees the document, so entity declarations are never even parsed.
+    if doctype_has_internal_subset(decode(data)[2]):
+        # Checked before libxml2 sees the document, so declarations are never even parsed.
         raise ConfigError(
             error("XML_DOCTYPE_FORBIDDEN", "a DOCTYPE with an internal subset is not allowed", line=1), source
         )
@@ -74,22 +157,13 @@ def parse(data: bytes, source: str = "<string>") -> etree._ElementTree:
         raise ConfigError(error("XML_MALFORMED", f"not well-formed XML: {exc}"), source) from None
     tree = root.getroottree()
     dtd = tree.docinfo.internalDTD
-    if dtd is not None and (list(dtd.iterentities()) or list(dtd.elements())):
+    if dtd is not None and (list(dtd.iterentities()) or list(dtd.iterelements())):
         raise ConfigError(
             error(
                 "XML_DOCTYPE_FORBIDDEN",
-                "a DOCTYPE with an internal subset (entity or element declarations) is not allowed",
+                "a DOCTYPE with an internal subset (entity, element or attribute declarations) is not allowed",
                 line=1,
             ),
             source,
         )
     return tree
-
-
-def _doctype_bytes(data: bytes) -> bytes:
-    """The DOCTYPE declaration up to its first `>` (an internal subset shows as a `[`), looked for in the prolog."""
-    start = data.find(b"<!DOCTYPE", 0, 4096)
-    if start < 0:
-        return b""
-    end = data.find(b">", start)
-    return data[start : end + 1]

@@ -149,3 +149,85 @@ def test_edit_round_trip_preserves_arbitrary_unknown_attributes(attrs: dict[str,
     assert list(got.attrib.items()) == list(attrs.items())
     assert again.root[0].text == comment
     assert again.config_version == 2
+
+
+# -- encodings, byte-order marks, line endings (found in review: they used to lose the prolog) -------------
+BODY = '<cluster name="b" config_version="1">\n  <clusternodes/>\n  <rm alias="café"/>\n</cluster>\n'
+PROLOG = '<?xml version="1.0" encoding="{enc}"?>\n<!-- Managed by Puppet: do not edit -->\n'
+
+
+def _edit_once(conf: ClusterConf) -> None:
+    with conf.transaction():
+        conf.root.find("clusternodes").set("x-touched", "1")
+
+
+@pytest.mark.parametrize(
+    ("codec", "declared", "bom"),
+    [
+        ("utf-8", "UTF-8", b"\xef\xbb\xbf"),
+        ("utf-16-le", "UTF-16", b"\xff\xfe"),
+        ("utf-16-be", "UTF-16", b"\xfe\xff"),
+        ("iso-8859-1", "ISO-8859-1", b""),
+    ],
+)
+def test_edit_keeps_bom_encoding_and_prolog(codec: str, declared: str, bom: bytes) -> None:
+    raw = bom + (PROLOG.format(enc=declared) + BODY).encode(codec)
+    conf = ClusterConf.from_bytes(raw)
+    _edit_once(conf)
+    out = conf.to_bytes()
+    assert out.startswith(bom + PROLOG.format(enc=declared).encode(codec))
+    expected = (PROLOG.format(enc=declared) + BODY).replace('config_version="1"', 'config_version="2"')
+    expected = expected.replace("<clusternodes/>", '<clusternodes x-touched="1"/>')
+    assert out == bom + expected.encode(codec)
+    assert ClusterConf.from_bytes(out).root.find("rm").get("alias") == "café"
+
+
+def test_edit_keeps_crlf_line_endings() -> None:
+    raw = (PROLOG.format(enc="UTF-8") + BODY).replace("\n", "\r\n").encode()
+    conf = ClusterConf.from_bytes(raw)
+    _edit_once(conf)
+    out = conf.to_bytes()
+    assert out.count(b"\r\n") == out.count(b"\n") == raw.count(b"\r\n")
+
+
+def test_rollback_keeps_encoding_root_object_and_line_numbers() -> None:
+    raw = (PROLOG.format(enc="ISO-8859-1") + BODY).encode("iso-8859-1")
+    conf = ClusterConf.from_bytes(raw)
+    root = conf.root
+    with pytest.raises(ValueError), conf.transaction():
+        conf.root.find("rm").set("alias", "changed")
+        raise ValueError("refused")
+    assert conf.root is root and conf.root.find("rm").sourceline == 5
+    _edit_once(conf)  # a later successful edit still writes Latin-1 under the Latin-1 declaration
+    assert ClusterConf.from_bytes(conf.to_bytes()).root.find("rm").get("alias") == "café"
+
+
+def test_nested_transactions_bump_once_and_inner_failure_rolls_back_only_inner() -> None:
+    conf = ClusterConf.from_string(BODY)
+    with conf.transaction():
+        conf.root.find("rm").set("log_level", "6")
+        with pytest.raises(KeyError), conf.transaction():
+            conf.root.find("rm").set("log_level", "7")
+            raise KeyError("inner")
+        with conf.transaction():
+            conf.root.find("clusternodes").set("x-touched", "1")
+    assert conf.config_version == 2
+    assert conf.root.find("rm").get("log_level") == "6"
+    assert conf.root.find("clusternodes").get("x-touched") == "1"
+
+
+def test_processing_instruction_with_markup_after_the_root_survives_an_edit() -> None:
+    raw = BODY + '<?php echo "<?"; ?>\n<!-- end -->\n'
+    conf = ClusterConf.from_string(raw)
+    _edit_once(conf)
+    out = conf.to_string()
+    assert out.endswith('</cluster>\n<?php echo "<?"; ?>\n<!-- end -->\n')
+    ClusterConf.from_string(out)
+
+
+def test_saving_an_edited_document_makes_it_the_new_original(tmp_path: Path) -> None:
+    conf = ClusterConf.from_string(BODY)
+    _edit_once(conf)
+    target = tmp_path / "c.conf"
+    conf.save(target)
+    assert not conf.edited and conf.to_bytes() == target.read_bytes()

@@ -246,3 +246,26 @@ def test_random_node_edits_keep_everything_else(ops: list[tuple[str, int]]) -> N
     assert again.config_version == 3 + edits
     assert "hand-written note" in again.to_string() and 'x-site="rack7"' in again.to_string()
     assert v.service("www") is not None and v.fence_device("apc").params["passwd"] == "s3cret"
+
+
+def test_create_placeholders_have_a_single_method_even_without_a_fence_agent() -> None:
+    conf = edit.new_cluster("c", nodes=3)
+    nodes = view(conf).nodes
+    assert [(n.name, n.nodeid, [m.name for m in n.methods]) for n in nodes] == [
+        ("NEEDNAME-01", 1, ["single"]), ("NEEDNAME-02", 2, ["single"]), ("NEEDNAME-03", 3, ["single"])
+    ]
+    assert all(m.devices == () for n in nodes for m in n.methods)
+
+
+def test_text_next_to_an_edited_element_is_kept() -> None:
+    conf = ClusterConf.from_string(
+        '<cluster name="c" config_version="1">\n  <fencedevices>\n'
+        '    <fencedevice name="a" agent="fence_apc"/> keep-this-text\n  </fencedevices>\n</cluster>\n'
+    )
+    with conf.transaction():
+        edit.add_fence_device(conf, "b", "fence_apc")
+    assert "keep-this-text" in conf.to_string()
+    with conf.transaction():
+        edit.remove_fence_device(conf, "a")
+    assert "keep-this-text" in conf.to_string()
+    assert [d.get("name") for d in conf.root.iter("fencedevice")] == ["b"]

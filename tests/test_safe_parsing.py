@@ -124,3 +124,18 @@ def test_malformed_template_gets_a_template_hint() -> None:
     exc = _refused(b'{% set x = 1 %}\n<cluster name="{{ name }}" config_version="1"></cluster>')
     assert exc.report.code == "XML_MALFORMED"
     assert exc.report.hint is not None and "unrendered template" in exc.report.hint
+
+
+def test_internal_subset_after_a_long_prolog_is_still_refused() -> None:
+    data = (
+        b'<?xml version="1.0"?>\n<!--' + b"x" * (2 << 20) + b'-->\n'
+        b'<!DOCTYPE cluster [<!ATTLIST clusternode votes CDATA "200">]>\n'
+        b'<cluster name="c" config_version="1"><clusternodes><clusternode name="n1" nodeid="1"/>'
+        b"</clusternodes></cluster>"
+    )
+    assert _refused(data).report.code == "XML_DOCTYPE_FORBIDDEN"
+
+
+def test_doctype_text_inside_a_comment_is_not_a_doctype() -> None:
+    data = b'<?xml version="1.0"?>\n<!-- old: <!DOCTYPE cluster [ ] > -->\n<cluster name="c" config_version="1"/>'
+    assert ClusterConf.from_bytes(data).name == "c"
