@@ -74,6 +74,7 @@ CODES: dict[str, Code] = {
     "RESOURCE_CHILD_FORBIDDEN": Code(_E, "a resource holds a child type it may not hold"),
     "THRESHOLD_INCOMPLETE": Code(_E, "__max_failures/__max_restarts without its expire time, or the reverse"),
     "TWO_NODE_INVALID": Code(_E, "two_node=1 without exactly two one-vote nodes and expected_votes=1"),
+    "MULTICAST_ADDR_INVALID": Code(_E, "a cman or totem multicast address is not a multicast address"),
     "QDISK_DEVICE_LABEL": Code(_E, "<quorumd> needs exactly one of device= and label="),
     "UNKNOWN_ELEMENT": Code(_W, "an element this library does not know; kept as is"),
     "UNKNOWN_ATTRIBUTE": Code(_W, "an attribute this library does not know; kept as is"),

@@ -24,6 +24,7 @@ Every check is linear in the size of the document: dictionaries and sets built i
 from __future__ import annotations
 
 import gc
+import ipaddress
 from collections import Counter
 
 from cluster_conf import lint as lint_checks
@@ -81,6 +82,7 @@ class SemanticCheck:
         self.check_services()
         self.check_resources()
         self.check_quorum_options()
+        self.check_multicast()
         return self.reports
 
     def emit(self, code: str, message: str, el: Element, hint: str | None = None) -> None:
@@ -421,6 +423,33 @@ class SemanticCheck:
                     f"quorumd: {what}; qdiskd needs exactly one of them",
                     quorumd,
                     "use label= (found by mkqdisk -L on every node) or device=, not both",
+                )
+
+    # -- network -------------------------------------------------------------------------------------------
+    def check_multicast(self) -> None:
+        """cman and totem multicast addresses must be multicast addresses (224.0.0.0/4, ff00::/8)."""
+        places = []
+        cman = self.inv.first("cman")
+        if cman is not None:
+            places += [(el, "addr") for el in cman if el.tag in ("multicast", "altmulticast")]
+        totem = self.inv.first("totem")
+        if totem is not None:
+            places += [(el, "mcastaddr") for el in totem if el.tag == "interface"]
+        for el, attr in places:
+            value = el.get(attr)
+            if value is None:
+                continue
+            try:
+                multicast = ipaddress.ip_address(value.strip()).is_multicast
+            except ValueError:
+                multicast = False
+            if not multicast:
+                self.emit(
+                    "MULTICAST_ADDR_INVALID",
+                    f"{el.tag}: {attr} {shown(value)} is not a multicast address",
+                    el,
+                    "use an address in 239.192.0.0/16 (cman's own range) or ff15::/16, or remove it to let cman "
+                    "derive one from the cluster id",
                 )
 
 

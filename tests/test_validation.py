@@ -159,6 +159,13 @@ CASES: list[tuple[str, str, str, str]] = [
     ("two-node", cluster('<cman two_node="1" expected_votes="1"/>\n<clusternodes>'
                          '<clusternode name="a" nodeid="1"/><clusternode name="b" nodeid="2" votes="2"/>'
                          "</clusternodes>"), "TWO_NODE_INVALID", "<cman"),
+    ("multicast-unicast", cluster('<cman><multicast addr="10.1.1.1"/></cman>'), "MULTICAST_ADDR_INVALID", "<multicast"),
+    (
+        "totem-mcast-garbage",
+        cluster('<totem><interface ringnumber="0" mcastaddr="not-an-ip"/></totem>'),
+        "MULTICAST_ADDR_INVALID",
+        "<interface",
+    ),
     ("qdisk-both", cluster('<quorumd label="q" device="/dev/sdq"/>'), "QDISK_DEVICE_LABEL", "<quorumd"),
     ("qdisk-none", cluster("<quorumd/>"), "QDISK_DEVICE_LABEL", "<quorumd"),
     ("unknown-element", cluster("<clusternodes>\n<clusternodex/></clusternodes>"), "UNKNOWN_ELEMENT",
