@@ -88,11 +88,13 @@ SECRET_ATTRS = frozenset({"passwd", "password", "snmp_priv_passwd", "community"}
 
 
 def is_secret(name: str) -> bool:
-    """Password-like attribute names; `passwd_script` (a path to a program printing the password) is not one."""
+    """Password-like attribute names: passwd, password, community, anything containing passwd, password or
+    secret (secret_key, snmp_priv_passwd) and hexadecimal_kg (the IPMI Kg key). `*_script` names such as
+    `passwd_script` (the path of a program that prints the password) are not secrets."""
     low = name.lower()
     if low.endswith("_script"):
         return False
-    return low in SECRET_ATTRS or "passwd" in low or "password" in low
+    return low in SECRET_ATTRS or any(part in low for part in ("passwd", "password", "secret", "hexadecimal_kg"))
 
 
 LOGGING_KEYS = (

@@ -16,7 +16,9 @@ import pytest
 
 from cluster_conf import ClusterConf
 from cluster_conf.cli import ccs_tool
-from cluster_conf.cli.ccs_tool import main, split_command
+from cluster_conf.cli.ccs_tool import main, secret_read, split_command
+from cluster_conf.cli.common import NAME_RULE
+from cluster_conf.schema import is_secret
 from tests.conftest import SMALL_CONF
 
 GOLDEN = Path(__file__).parent / "golden" / "ccs_tool"
@@ -204,6 +206,123 @@ def test_query_show_secrets_reveals_on_request(capsys: pytest.CaptureFixture[str
     assert out == "hunter2\n"
 
 
+SECRET_READING_QUERIES = [
+    ('string(//fencedevice[@name="ipmi-a"]/@passwd)', "passwd"),
+    ('concat("", //fencedevice[@name="ipmi-a"]/@passwd)', "passwd"),
+    ('substring(//fencedevice[@name="ipmi-a"]/@passwd, 1, 1)', "passwd"),
+    ("string-length(//fencedevice/@passwd)", "passwd"),
+    ('//fencedevice[@passwd="hunter2"]', "passwd"),
+    ('//fencedevice[starts-with(@passwd, "h")]/@name', "passwd"),
+    ('//fencedevice/@passwd = "hunter2"', "passwd"),
+    ('//fencedevice/attribute::passwd[. = "hunter2"]', "passwd"),
+    ('//fencedevice/@ passwd [1]', "passwd"),
+    ("(//device/@passwd)", "passwd"),
+    ("string(//fencedevice/@*)", "@*, which can match passwd"),
+    ('//fencedevice/@*[name() = "passwd"]', "@*, which can match passwd"),
+    ('//fencedevice[@*[local-name() = "passwd"] = "hunter2"]', "@*, which can match passwd"),
+    ('//fencedevice[attribute::node() = "hunter2"]', "@*, which can match passwd"),
+]
+
+
+@pytest.mark.parametrize(("xpath", "what"), SECRET_READING_QUERIES, ids=[x for x, _ in SECRET_READING_QUERIES])
+def test_query_refuses_expressions_that_read_secrets(
+    capsys: pytest.CaptureFixture[str], rich_file: Path, xpath: str, what: str
+) -> None:
+    rc, out, err = tool(capsys, "query", xpath, "-c", rich_file)
+    assert (rc, out) == (1, "")
+    assert err == (f"ccs_tool: Query failed: the expression reads a secret attribute ({what}); "
+                   "add --show-secrets to allow it\n")
+    assert "hunter2" not in err
+    _, _, err = tool(capsys, "query", "--show-secrets", xpath, "-c", rich_file)
+    assert "secret attribute" not in err
+
+
+def test_query_show_secrets_allows_string_functions(capsys: pytest.CaptureFixture[str], rich_file: Path) -> None:
+    rc, out, _ = tool(capsys, "query", "--show-secrets", 'string(//fencedevice[@name="ipmi-a"]/@passwd)',
+                      "-c", rich_file)
+    assert (rc, out) == (0, "hunter2\n")
+
+
+@pytest.mark.parametrize(
+    ("xpath", "expected"),
+    [
+        ("//fencedevice/@passwd", "********\n"),  # a plain path: masked, as before
+        ('//fencedevice[@passwd]/@name', "ipmi-a\n"),  # only whether it has one
+        ("//fencedevice[@name='ipmi-a']/@*", "ipmi-a\nfence_ipmilan\n10.1.0.1\nadmin\n********\n"),
+        ("//fencedevice[@name='pdu']/@passwd_script", "/root/pdu.sh\n"),  # a path, not a secret
+        ('//fencedevice[@name="passwd"]', None),  # "passwd" as a literal is no attribute read
+        ('string(//fencedevice[@name="pdu"]/@login)', "apc\n"),
+    ],
+)
+def test_query_still_allows_masked_and_harmless_expressions(
+    capsys: pytest.CaptureFixture[str], rich_file: Path, xpath: str, expected: str | None
+) -> None:
+    rc, out, err = tool(capsys, "query", xpath, "-c", rich_file)
+    assert "secret attribute" not in err
+    if expected is not None:
+        assert (rc, out) == (0, expected)
+
+
+def test_query_wildcards_are_allowed_when_the_file_has_no_secrets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "cluster.conf"
+    path.write_text(RICH_CONF.replace(' passwd="hunter2"', "").replace(' passwd="per-node-secret"', ""))
+    rc, out, _ = tool(capsys, "query", "string(//fencedevice/@*)", "-c", path)
+    assert (rc, out) == (0, "ipmi-a\n")
+
+
+@pytest.mark.parametrize(
+    ("xpath", "expected"),
+    [
+        ("//@passwd", None),
+        ("//a/@passwd | //b/@login", None),
+        ("//a[@passwd]", None),
+        ("//a[attribute::passwd]", None),
+        ("//a/@*", None),
+        ("//a[@*]", None),
+        ("//@secret_key", None),
+        ("string(//@secret_key)", "secret_key"),
+        ("string(//@hexadecimal_kg)", "hexadecimal_kg"),
+        ("string(//@passwd_script)", None),
+        ("string(//@x:passwd)", "passwd"),
+        ("//a/@passwd * 2", "passwd"),
+        ("//a/@passwd/..", "passwd"),
+        ("//a[not(@passwd)]", "passwd"),
+        ("count(//@node())", "@*, which can match passwd"),
+        ("//a[@name = '@passwd']/@login", None),
+        ("//attribute/passwd", None),  # elements named attribute and passwd
+        ("//a[attribute = 'passwd']", None),
+    ],
+)
+def test_secret_read(xpath: str, expected: str | None) -> None:
+    assert secret_read(xpath, {"passwd"}) == expected
+    if expected and expected.startswith("@*"):
+        assert secret_read(xpath, set()) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "secret"),
+    [
+        ("passwd", True), ("password", True), ("snmp_priv_passwd", True), ("community", True),
+        ("secret_key", True), ("client_secret", True), ("SECRET", True), ("hexadecimal_kg", True),
+        ("passwd_script", False), ("secret_script", False), ("login", False), ("ipaddr", False),
+    ],
+)
+def test_is_secret(name: str, secret: bool) -> None:
+    assert is_secret(name) is secret
+
+
+def test_new_secret_names_are_masked(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "cluster.conf"
+    path.write_text(RICH_CONF.replace('passwd="hunter2"', 'hexadecimal_kg="ABCDEF0123" secret_key="k3y"'))
+    for argv in (["lsfence", "-v"], ["lsfence", "--json"], ["query", "//fencedevice/@*"]):
+        rc, out, _ = tool(capsys, *argv, "-c", path)
+        assert rc == 0 and "ABCDEF0123" not in out and "k3y" not in out and "********" in out, argv
+    rc, out, _ = tool(capsys, "lsfence", "-v", "-c", path)
+    assert "passwd_script=/root/pdu.sh" in out
+
+
 # -- query -------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("xpath", "expected"),
@@ -251,6 +370,43 @@ ERRORS = [
     (["delfence", "nosuch"], "fence type nosuch does not exist"),
     (["create", "again"], "{file} already exists"),
     (["addnodeids", "-m", "not-an-address"], "not-an-address is not a valid multicast address"),
+    # only multicast addresses, not any IP address
+    (["addnodeids", "-m", "10.0.0.1"], "10.0.0.1 is not a valid multicast address"),
+    (["addnodeids", "-m", "fe80::1"], "fe80::1 is not a valid multicast address"),
+    # integers are ASCII digits only: int() would take all of these
+    (["addnode", "n9", "-n", " 10", "-f", "apc"], "argument to n ( 10) is not an integer"),
+    (["addnode", "n9", "-n", "10 ", "-f", "apc"], "argument to n (10 ) is not an integer"),
+    (["addnode", "n9", "-n", "\u0661\u0660", "-f", "apc"], "argument to n (\u0661\u0660) is not an integer"),
+    (["addnode", "n9", "-n", "1_0", "-f", "apc"], "argument to n (1_0) is not an integer"),
+    (["addnode", "n9", "-n", "+9", "-f", "apc"], "argument to n (+9) is not an integer"),
+    (["addnode", "n9", "-n", "9", "-v", "\uff11", "-f", "apc"], "argument to v (\uff11) is not an integer"),
+    (["adddomainnode", "web", "n3", " 3"], "argument to priority ( 3) is not an integer"),
+    (["adddomain", "db", "n1:\u0661"], "argument to priority (\u0661) is not an integer"),
+    (["addnodeids", "-n", "\u0662"], "argument to n (\u0662) is not an integer"),
+    # names and values the XML document cannot hold, refused before anything is loaded
+    (["addfence", "x", "fence_apc", "bad attr=1"], "invalid attribute name 'bad attr': " + NAME_RULE),
+    (["addfence", "x", "fence_apc", "1abc=1"], "invalid attribute name '1abc': " + NAME_RULE),
+    (["addfence", "x", "fence_apc", "xmlns:foo=1"], "invalid attribute name 'xmlns:foo': " + NAME_RULE),
+    (["addnode", "-n", "9", "-f", "apc", "n9", "--", "-x=1"], "invalid attribute name '-x': " + NAME_RULE),
+    (["addservice", "db", "r\u00e9covery=x"], "invalid attribute name 'r\u00e9covery': " + NAME_RULE),
+    (["addresource", "bad type", "name=x"], "invalid resource type 'bad type': " + NAME_RULE),
+    (["addserviceresource", "--parent", "a:b=c", "www", "ip", "ref=10.0.0.50"],
+     "invalid resource type 'a:b': " + NAME_RULE),
+    (["addfence", "x", "fence_apc", "passwd=se\x01cret"], "the value of passwd contains a control character"),
+    (["addfence", "x", "fence_apc", "secret_key=se\x01cret"], "the value of secret_key contains a control character"),
+    (["addfence", "x", "fence_apc", "passwd=se\udcffcret"],
+     "the value of passwd contains a byte that is not valid UTF-8"),
+    (["addfence", "x", "fence_apc", "ipaddr=10\x0b1"], "the value of ipaddr ('10\\x0b1') contains a control character"),
+    (["addfence", "x", "fence_apc", "a=\udcff"], "the value of a ('\\udcff') contains a byte that is not valid UTF-8"),
+    (["addfence", "x", "fence_apc", "a=\ufffe"], "the value of a ('\\ufffe') contains a character XML does not allow"),
+    (["addnode", "-n", "9", "-f", "apc", "n\x019"], "node name 'n\\x019' contains a control character"),
+    (["addnode", "-n", "9", "-f", "apc", "-a", "hb\x00", "n9"], "altname 'hb\\x00' contains a control character"),
+    (["addfence", "x\udcff", "fence_apc"], "name 'x\\udcff' contains a byte that is not valid UTF-8"),
+    (["adddomain", "d", "n1\x1b:1"], "domain member 'n1\\x1b:1' contains a control character"),
+    (["query", "//x[@name='\x07']"], "XPath expression '//x[@name='\\x07']' contains a control character"),
+    (["create", "-o", "-", "a\x01"], "cluster name 'a\\x01' contains a control character"),
+    (["create", "-o", "-", "a b"], "invalid cluster name 'a b'"),
+    (["create", "-o", "-", ""], "invalid cluster name ''"),
 ]
 
 
@@ -420,6 +576,32 @@ def test_delfence_in_use_is_allowed_with_a_warning(capsys: pytest.CaptureFixture
     assert version_of(small_conf_file) == 4
 
 
+def test_delnode_of_a_domain_member_warns(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "cluster.conf"
+    path.write_text(SMALL_CONF.replace(
+        "    </failoverdomains>",
+        '      <failoverdomain name="db">\n        <failoverdomainnode name="n1"/>\n      </failoverdomain>\n'
+        "    </failoverdomains>",
+    ))
+    rc, out, err = tool(capsys, "delnode", "n1", "-c", path)
+    assert (rc, out) == (0, "")
+    assert err == "ccs_tool: warning: node n1 was removed from failover domain(s): web, db\n"
+    conf = ClusterConf.load(path)
+    assert conf.root.find(".//failoverdomainnode[@name='n1']") is None
+    assert conf.root.find("clusternodes/clusternode[@name='n1']") is None
+    rc, out, err = tool(capsys, "delnode", "n3", "-c", path)  # not in any domain: nothing to say
+    assert (rc, out, err) == (0, "", "")
+
+
+@pytest.mark.parametrize("address", ["239.192.1.10", "224.0.0.251", "ff15::1", "FF02::1"])
+def test_addnodeids_accepts_multicast_addresses(
+    capsys: pytest.CaptureFixture[str], small_conf_file: Path, address: str
+) -> None:
+    rc, _, err = tool(capsys, "addnodeids", "-m", address, "-c", small_conf_file)
+    assert (rc, err) == (0, "")
+    assert ClusterConf.load(small_conf_file).root.find("cman/multicast").get("addr") == address
+
+
 def test_edit_introducing_an_error_is_refused(capsys: pytest.CaptureFixture[str], small_conf_file: Path) -> None:
     before = small_conf_file.read_bytes()
     rc, out, err = tool(capsys, "addservice", "db", "depend=service:nosuch", "-c", small_conf_file)
@@ -462,6 +644,23 @@ def test_create(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     rc, out, _ = tool(capsys, "create", "-n", "3", "-f", "fence_ipmilan", "-o", "-", "big")
     names = [n.get("name") for n in ClusterConf.from_string(out).root.iter("clusternode")]
     assert rc == 0 and names == ["NEEDNAME-01", "NEEDNAME-02", "NEEDNAME-03"]
+
+
+def test_create_nodes_without_an_agent_get_an_empty_single_method(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rc, out, err = tool(capsys, "create", "-n", "3", "-o", "-", "big")
+    assert (rc, err) == (0, "")
+    nodes = list(ClusterConf.from_string(out).root.iter("clusternode"))
+    assert len(nodes) == 3
+    for node in nodes:
+        methods = node.findall("fence/method")
+        assert [(m.get("name"), len(m)) for m in methods] == [("single", 0)], node.get("name")
+
+
+def test_create_allows_a_long_cluster_name(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = tool(capsys, "create", "-o", "-", "a-very-long-cluster-name")  # lint warns; cman refuses
+    assert (rc, err) == (0, "") and ClusterConf.from_string(out).name == "a-very-long-cluster-name"
 
 
 # -- update ------------------------------------------------------------------------------------------------
@@ -559,6 +758,25 @@ def test_console_script_lsnode_and_edit(tmp_path: Path) -> None:
     result = run_script("addnode", "-n", "4", "n4", "-f", "apc", "port=4", env=env)
     assert result.returncode == 0, result.stderr
     assert version_of(etc / "cluster.conf") == 4
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason=f"console script {SCRIPT} is not installed")
+def test_console_script_refuses_bad_argument_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.conf"
+    path.write_text(SMALL_CONF)
+    cases = [
+        ([b"addfence", b"x", b"fence_apc", b"passwd=se\xffcret"], "the value of passwd contains a byte"),
+        ([b"addfence", b"x", b"fence_apc", b"login=\xff"], "the value of login ('\\udcff') contains a byte"),
+        ([b"addnode", b"-n", b"9", b"-f", b"apc", b"n\xff9"], "node name 'n\\udcff9' contains a byte"),
+        ([b"addfence", b"x", b"fence_apc", b"passwd=se\x01cret"], "the value of passwd contains a control"),
+    ]
+    for argv, message in cases:
+        result = subprocess.run([str(SCRIPT), *argv, b"-c", bytes(path)], capture_output=True, timeout=30)
+        stderr = result.stderr.decode("utf-8", "backslashreplace")
+        assert result.returncode == 1, argv
+        assert stderr.startswith(f"ccs_tool: {message}") and stderr.count("\n") == 1, (argv, stderr)
+        assert b"cret" not in result.stderr and result.stdout == b""
+    assert path.read_text() == SMALL_CONF
 
 
 def test_module_does_not_import_validation_or_edit_at_startup() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +18,13 @@ from cluster_conf.cli.common import (
     CliError,
     Parser,
     UsageError,
+    check_name,
+    check_text,
     default_config_path,
     mask,
     parse_int_option,
+    parse_pair_list,
+    parse_pairs,
     print_json,
     run,
     warn,
@@ -90,6 +94,7 @@ def _main(argv: list[str]) -> int:
     if spec is None:
         raise UsageError(f"Unknown command, {name}. Try 'ccs_tool help' for help.")
     opts = build_parser(spec).parse_intermixed_args(prefix + rest)
+    check_arguments(opts)
     return spec.run(opts)
 
 
@@ -176,15 +181,39 @@ def load_view(opts: argparse.Namespace) -> ClusterView:
     return view(load(config_path(opts)))
 
 
-def parse_pairs(tokens: Sequence[str]) -> dict[str, str]:
-    """`key=value` arguments, in order."""
-    pairs: dict[str, str] = {}
-    for token in tokens:
-        key, sep, value = token.partition("=")
-        if not sep or not key:
-            raise UsageError(f"option '{token}' is not opt=value pair")
-        pairs[key] = value
-    return pairs
+# Command-line values that become names or values in the document, with the words that name them in a refusal.
+# `key=value` lists (params, --parent) are checked by parse_pairs; file paths (-c, -o, update/diff files) never
+# enter the document and are left alone; integers are checked by parse_int_option.
+_TEXT_ARGUMENTS = {
+    "node": "node name",
+    "name": "name",
+    "agent": "fence agent",
+    "altname": "altname",
+    "fence_type": "fence device name",
+    "clustername": "cluster name",
+    "members": "domain member",
+    "domain": "domain name",
+    "service": "service name",
+    "key": "resource key",
+    "multicast": "multicast address",
+    "xpath": "XPath expression",
+}
+# Values that become element names.
+_NAME_ARGUMENTS = {"type": "resource type"}
+
+
+def check_arguments(opts: argparse.Namespace) -> None:
+    """Refuse, before anything is loaded, a name or value the XML document could not hold (control characters,
+    bytes that are not UTF-8, a resource type that is not an XML name) with one line naming the argument."""
+    for dest, label in _TEXT_ARGUMENTS.items():
+        value = getattr(opts, dest, None)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                check_text(label, item)
+    for dest, label in _NAME_ARGUMENTS.items():
+        value = getattr(opts, dest, None)
+        if isinstance(value, str):
+            check_name(label, value)
 
 
 def edit_config(
@@ -269,6 +298,11 @@ def query_values(conf: ClusterConf, expression: str, *, lite: bool = False, show
 
     if lite and not _XPATH_LITE.fullmatch(expression):
         raise CliError(f"Query failed: {expression!r} is not an xpath-lite path (drop -n for full XPath)")
+    if not show_secrets:
+        read = secret_read(expression, _secret_names(conf))
+        if read:
+            raise CliError(f"Query failed: the expression reads a secret attribute ({read}); "
+                           "add --show-secrets to allow it")
     try:
         result = conf.tree.xpath(expression)
     except etree.XPathError as exc:
@@ -283,6 +317,107 @@ def query_values(conf: ClusterConf, expression: str, *, lite: bool = False, show
     if not values:
         raise CliError(f"Query failed: nothing matches {expression}")
     return values
+
+
+# XPath 1.0 tokens (section 3.7). `*` and names are sorted into name tests and operators afterwards.
+_NCNAME = r"[^\W\d][\w.-]*"
+_XPATH_TOKEN = re.compile(
+    rf"""\s*(?:
+      (?P<literal>"[^"]*"|'[^']*')
+    | (?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)
+    | (?P<punct>\.\.|::|[()\[\],@.])
+    | (?P<op>//|!=|<=|>=|[/|+=<>*-])
+    | (?P<variable>\${_NCNAME}(?::{_NCNAME})?)
+    | (?P<name>{_NCNAME}(?::(?!:)(?:{_NCNAME}|\*))?)
+    | (?P<other>\S)
+    )""",
+    re.VERBOSE,
+)
+_NODE_TYPES = frozenset({"node", "text", "comment", "processing-instruction"})
+_PATH_OPERATORS = frozenset({"/", "//", "|"})
+
+
+@dataclass(frozen=True, slots=True)
+class _Token:
+    kind: str  # literal, number, punct, op, variable, name (a name test, function, axis or node type), other
+    text: str
+    depth: int  # how many ( and [ enclose it
+
+
+def _xpath_tokens(expression: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    depth = 0
+    pos = 0
+    while pos < len(expression) and not expression[pos:].isspace():
+        match = _XPATH_TOKEN.match(expression, pos)
+        assert match is not None and match.lastgroup is not None  # `other` takes any non-space character
+        kind, text = match.lastgroup, match.group(match.lastgroup)
+        pos = match.end()
+        if kind in ("op", "name") and (text == "*" or kind == "name"):
+            # XPath 1.0 §3.7: after a token other than @ :: ( [ , or an operator, * multiplies and a name is
+            # an operator (and, or, mod, div); otherwise both are name tests.
+            prev = tokens[-1] if tokens else None
+            after_operand = prev is not None and prev.kind != "op" and prev.text not in ("@", "::", "(", "[", ",")
+            kind = "op" if after_operand else "name"
+        if text in (")", "]"):
+            depth -= 1
+        tokens.append(_Token(kind, text, depth))
+        if text in ("(", "["):
+            depth += 1
+    return tokens
+
+
+def secret_read(expression: str, document_secrets: Collection[str]) -> str | None:
+    """What secret attribute `expression` would let out (`passwd`, or `@*, which can match passwd`), or None.
+
+    Every attribute step (`@x`, `attribute::x`) is looked at. It is harmless in two places only: as the last step
+    of a plain location path (`//fencedevice/@passwd`, `a/@x | b/@y`), whose values query masks, and as a bare
+    existence test (`//device[@passwd]`). Anywhere else (inside a function call such as string() or concat(), in
+    a comparison, followed by a predicate) the value itself reaches the result, so a secret name is refused, and
+    so is a wildcard (`@*`, `attribute::node()`) when the document holds any secret attribute."""
+    from cluster_conf.schema import is_secret
+
+    tokens = _xpath_tokens(expression)
+    plain_path = all(t.depth > 0 or t.kind not in ("op", "other") or t.text in _PATH_OPERATORS for t in tokens)
+    for i, token in enumerate(tokens):
+        if token.text == "@" and token.kind == "punct":
+            test = i + 1
+        elif token.kind == "name" and token.text == "attribute" and i + 1 < len(tokens) and tokens[i + 1].text == "::":
+            test = i + 2
+        else:
+            continue
+        if test >= len(tokens) or tokens[test].kind != "name":
+            continue  # not a valid step; lxml reports the syntax error
+        name = tokens[test].text
+        end = test
+        if name in _NODE_TYPES and end + 1 < len(tokens) and tokens[end + 1].text == "(":
+            end += 1
+            while end < len(tokens) and tokens[end].text != ")":
+                end += 1
+            name = "*"
+        following = tokens[end + 1] if end + 1 < len(tokens) else None
+        last_step = token.depth == 0 and plain_path and (following is None or following.text == "|")
+        existence_test = i > 0 and tokens[i - 1].text == "[" and following is not None and following.text == "]"
+        if last_step or existence_test:
+            continue
+        local = name.rpartition(":")[2]
+        if local == "*":
+            if document_secrets:
+                return f"@*, which can match {', '.join(sorted(document_secrets))}"
+        elif is_secret(local):
+            return local
+    return None
+
+
+def _secret_names(conf: ClusterConf) -> set[str]:
+    """The secret attribute names (passwd, ...) that occur in the document."""
+    from cluster_conf.schema import is_secret
+
+    names = set()
+    for element in conf.root.iter():
+        if isinstance(element.tag, str):
+            names.update(k.rpartition("}")[2] for k in element.attrib if is_secret(k.rpartition("}")[2]))
+    return names
 
 
 def _query_string(value: str, show_secrets: bool) -> str:
@@ -328,12 +463,16 @@ def cmd_create(opts: argparse.Namespace) -> int:
     import os
 
     from cluster_conf import edit
+    from cluster_conf.reports import ConfigError
 
     nodes = parse_int_option("n", opts.nodes) if opts.nodes is not None else 0
     target = opts.outputfile or config_path(opts)
     if target != "-" and os.path.lexists(target):
         raise CliError(f"{target} already exists")
-    conf = edit.new_cluster(opts.clustername, two_node=opts.two_node, nodes=nodes, fence_agent=opts.agent)
+    try:
+        conf = edit.new_cluster(opts.clustername, two_node=opts.two_node, nodes=nodes, fence_agent=opts.agent)
+    except ConfigError as exc:  # "invalid cluster name 'a b'", without the <string>: error BAD_ARGUMENT prefix
+        raise CliError(exc.report.message) from None
     if target == "-":
         sys.stdout.write(conf.to_string())
     else:
@@ -412,7 +551,9 @@ def _name_arg(parser: Parser) -> None:
 def cmd_delnode(opts: argparse.Namespace) -> int:
     from cluster_conf import edit
 
-    edit_or_report(opts, lambda conf: edit.remove_node(conf, opts.name))
+    domains = edit_or_report(opts, lambda conf: edit.remove_node(conf, opts.name))
+    if domains:
+        warn(PROG, f"node {opts.name} was removed from failover domain(s): {', '.join(domains)}")
     return 0
 
 
@@ -428,7 +569,7 @@ def cmd_addnodeids(opts: argparse.Namespace) -> int:
     from cluster_conf import edit
 
     start = parse_int_option("n", opts.nodeid) if opts.nodeid is not None else 1
-    if opts.multicast is not None and not _is_ip_address(opts.multicast):
+    if opts.multicast is not None and not _is_multicast_address(opts.multicast):
         raise CliError(f"{opts.multicast} is not a valid multicast address")
     had_multicast: list[bool] = []
 
@@ -451,14 +592,14 @@ def cmd_addnodeids(opts: argparse.Namespace) -> int:
     return 0
 
 
-def _is_ip_address(text: str) -> bool:
+def _is_multicast_address(text: str) -> bool:
+    """An IPv4 (224.0.0.0/4) or IPv6 (ff00::/8) multicast address."""
     import ipaddress
 
     try:
-        ipaddress.ip_address(text)
+        return ipaddress.ip_address(text).is_multicast
     except ValueError:
         return False
-    return True
 
 
 # -- fence devices -----------------------------------------------------------------------------------------
@@ -652,7 +793,7 @@ def cmd_addserviceresource(opts: argparse.Namespace) -> int:
     from cluster_conf import edit
 
     params = parse_pairs(opts.params)
-    path = list(parse_pairs(opts.parent).items()) if opts.parent else []
+    path = parse_pair_list(opts.parent, what="resource type")
     edit_or_report(
         opts, lambda conf: edit.add_child_resource(conf, opts.service, opts.type, params, parent_path=path)
     )

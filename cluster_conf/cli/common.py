@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NoReturn
@@ -132,14 +133,89 @@ def print_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+_ASCII_INTEGER = re.compile(r"-?[0-9]+")
+
+
 def parse_int_option(flag: str, value: str, *, minimum: int = 0) -> int:
-    """An integer option value, with ccs_tool's messages for a non-integer or negative value."""
+    """An integer option value, with ccs_tool's messages for a non-integer or negative value.
+
+    Only ASCII digits with an optional leading '-' are integers: int() alone would also take ' 10', '1_0', '+5'
+    and other scripts' digits ('١٠')."""
+    if not _ASCII_INTEGER.fullmatch(value):
+        raise UsageError(f"argument to {flag} ({printable(value)}) is not an integer")
     try:
         number = int(value, 10)
-    except ValueError:
-        raise UsageError(f"argument to {flag} ({value}) is not an integer") from None
+    except ValueError:  # more digits than int() converts
+        raise UsageError(f"argument to {flag} ({printable(value)}) is not an integer") from None
     if number < minimum:
         if minimum == 0:
             raise UsageError(f"argument to {flag} cannot be negative")
         raise UsageError(f"argument to {flag} must be at least {minimum}")
     return number
+
+
+# -- command-line text that goes into the XML document ------------------------------------------------------
+# An attribute or element name: the XML Name production without ':' (no namespaces in cluster.conf), ASCII only.
+XML_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+# Characters XML 1.0 does not allow: C0 controls other than tab, LF and CR; lone surrogates (how Python hands
+# over argument bytes that are not UTF-8); U+FFFE and U+FFFF.
+_NOT_XML_CHAR = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+NAME_RULE = "names start with a letter or '_' and contain only ASCII letters, digits, '_', '.' and '-'"
+
+
+def printable(text: str) -> str:
+    """`text` for an error message: control characters and undecodable bytes escaped (\\x01, \\udcff)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def xml_char_problem(text: str) -> str | None:
+    """What keeps `text` out of an XML document (`a control character`, ...), or None if it can go in."""
+    found = _NOT_XML_CHAR.search(text)
+    if found is None:
+        return None
+    char = found.group()
+    if "\udc80" <= char <= "\udcff":
+        return "a byte that is not valid UTF-8"
+    if char < " ":
+        return "a control character"
+    return "a character XML does not allow"
+
+
+def check_text(label: str, value: str) -> str:
+    """`value`, refused with `<label> 'value' contains a control character` if XML cannot hold it."""
+    problem = xml_char_problem(value)
+    if problem:
+        raise UsageError(f"{label} '{printable(value)}' contains {problem}")
+    return value
+
+
+def check_name(label: str, value: str) -> str:
+    """`value` as an element or attribute name, refused with `invalid <label> 'value': <the rule>`."""
+    if not XML_NAME.fullmatch(value):
+        raise UsageError(f"invalid {label} '{printable(value)}': {NAME_RULE}")
+    return value
+
+
+def parse_pair_list(tokens: Iterable[str], *, what: str = "attribute name") -> list[tuple[str, str]]:
+    """`key=value` arguments, in order, each key a valid XML name and each value text XML can hold.
+
+    A refusal names the argument but never shows the value of a secret (passwd=..., see schema.is_secret)."""
+    from cluster_conf.schema import is_secret
+
+    pairs = []
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if not sep or not key:
+            raise UsageError(f"option '{printable(token)}' is not opt=value pair")
+        check_name(what, key)
+        problem = xml_char_problem(value)
+        if problem:
+            shown = "" if is_secret(key) else f" ('{printable(value)}')"
+            raise UsageError(f"the value of {key}{shown} contains {problem}")
+        pairs.append((key, value))
+    return pairs
+
+
+def parse_pairs(tokens: Iterable[str], *, what: str = "attribute name") -> dict[str, str]:
+    """`key=value` arguments as a dict in order (a repeated key keeps its last value); see parse_pair_list."""
+    return dict(parse_pair_list(tokens, what=what))
