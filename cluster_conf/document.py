@@ -41,11 +41,11 @@ class ClusterConf:
 
     def _layout_from(self, raw: bytes) -> None:
         """Remember what lxml does not keep: the BOM, the codec, the prolog and epilog as written, CRLF."""
-        self._bom, self._codec, text = xmlsafe.decode(raw)
-        self._prolog = text[: xmlsafe.prolog_end(text)]
-        self._epilog = text[xmlsafe.epilog_start(text) :]
-        first_newline = text.find("\n")
-        self._crlf = first_newline > 0 and text[first_newline - 1] == "\r"
+        self._bom, self._codec, self._prolog = xmlsafe.prolog(raw)
+        self._epilog = xmlsafe.epilog(raw, self._codec)
+        head = raw[len(self._bom) : len(self._bom) + 4096].decode(self._codec, "surrogateescape")
+        first_newline = head.find("\n")
+        self._crlf = first_newline > 0 and head[first_newline - 1] == "\r"
 
     # -- loading -------------------------------------------------------------------------------------------
     @classmethod

@@ -64,10 +64,36 @@ def sniff(raw: bytes) -> tuple[bytes, str]:
     return b"", "utf-8"
 
 
-def decode(raw: bytes) -> tuple[bytes, str, str]:
-    """(BOM, codec, text): undecodable bytes survive as surrogate escapes, so encoding back is lossless."""
+_CODE_UNIT = {"utf-16-le": 2, "utf-16-be": 2, "utf-32-le": 4, "utf-32-be": 4}
+_CHUNK = 64 * 1024
+
+
+def prolog(raw: bytes) -> tuple[bytes, str, str]:
+    """(BOM, codec, prolog text): decodes only as much of the file as the prolog takes, not all of it."""
     bom, codec = sniff(raw)
-    return bom, codec, raw[len(bom):].decode(codec, "surrogateescape")
+    body = raw[len(bom) :]
+    size = _CHUNK
+    while True:
+        text = body[:size].decode(codec, "surrogateescape")
+        end = prolog_end(text)
+        # Done when the root start tag is inside the chunk, not a prolog token the chunk cut in two.
+        if size >= len(body) or (len(text) - end > 16 and not text.startswith(("<?", "<!"), end)):
+            return bom, codec, text[:end]
+        size *= 4
+
+
+def epilog(raw: bytes, codec: str) -> str:
+    """The text after the root element (blanks, comments, PIs), decoding only the end of the file."""
+    unit = _CODE_UNIT.get(codec, 1)
+    size = _CHUNK
+    while True:
+        cut = max(len(raw) - size, 0)
+        cut -= cut % unit  # start on a code-unit boundary (a UTF-8 cut mid-character only affects the start)
+        text = raw[cut:].decode(codec, "surrogateescape")
+        start = epilog_start(text)
+        if cut == 0 or start > 16:  # the root end tag is inside the chunk: done
+            return text[start:]
+        size *= 4
 
 
 def prolog_end(text: str) -> int:
@@ -140,7 +166,7 @@ def parse(data: bytes, source: str = "<string>") -> etree._ElementTree:
         )
     if not data.strip():
         raise ConfigError(error("XML_MALFORMED", "file is empty"), source)
-    if doctype_has_internal_subset(decode(data)[2]):
+    if doctype_has_internal_subset(prolog(data)[2]):
         # Checked before libxml2 sees the document, so declarations are never even parsed.
         raise ConfigError(
             error("XML_DOCTYPE_FORBIDDEN", "a DOCTYPE with an internal subset is not allowed", line=1), source

@@ -231,3 +231,15 @@ def test_saving_an_edited_document_makes_it_the_new_original(tmp_path: Path) -> 
     target = tmp_path / "c.conf"
     conf.save(target)
     assert not conf.edited and conf.to_bytes() == target.read_bytes()
+
+
+@pytest.mark.parametrize("codec", ["utf-8", "utf-16-le"])
+def test_prolog_and_epilog_longer_than_a_read_chunk_survive_an_edit(codec: str) -> None:
+    big = "x" * 200_000  # longer than the 64 KiB chunks the layout is read in
+    text = f'<?xml version="1.0"?>\n<!-- {big} -->\n{BODY}<!-- {big} -->\n<?pi {big}?>\n'
+    raw = text.encode(codec)
+    conf = ClusterConf.from_bytes(raw)
+    _edit_once(conf)
+    out = conf.to_bytes().decode(codec)
+    assert out.startswith(f'<?xml version="1.0"?>\n<!-- {big} -->\n<cluster')
+    assert out.endswith(f"</cluster>\n<!-- {big} -->\n<?pi {big}?>\n")
