@@ -79,6 +79,13 @@ _CHILDREN: dict[str, frozenset[str]] = {name: frozenset(spec.children) for name,
 _BLANKS = " \t\r\n"
 
 
+# What _check_attributes does for one attribute-name signature: (missing required names with "on a resource
+# definition" flags, steps in attribute order as (name, rule or None for unknown, verdict memo), has specials).
+_Plan = tuple[
+    tuple[tuple[str, bool], ...], tuple[tuple[str, "ValueRule | None", dict[str, bool]], ...], bool
+]
+
+
 @dataclass(frozen=True, slots=True)
 class _Rules:
     """The attribute rules of one element kind: known attributes with their value rules, required ones."""
@@ -208,6 +215,7 @@ class StructureCheck:
         self.inventory = Inventory(conf.root)
         self.schema_failed = False  # True when the RelaxNG schema rejects something reported here
         self._verdicts: dict[int, dict[str, bool]] = {}  # id(ValueRule) -> value -> accepted
+        self._plans: dict[tuple[int, bool, tuple[str, ...]], _Plan] = {}
 
     def run(self) -> StructureCheck:
         self._visit_known(self.conf.root, None)
@@ -220,36 +228,48 @@ class StructureCheck:
             self.schema_failed = True
 
     # attributes --------------------------------------------------------------------------------------------
-    def _check_attributes(self, el: Element, attrs: dict[str, str], rules: _Rules, *, resource: bool) -> None:
-        """Required attributes, value rules, unknown attributes. `attrs` is `dict(el.items())`, read once."""
-        get = attrs.get
-        for name in rules.required:
-            if get(name) is None:
-                self._missing(el, name, resource=False)
-        if resource and get("ref") is None:
-            for name in rules.required_on_definition:
-                if get(name) is None:
-                    self._missing(el, name, resource=True)
-        known, checked, verdicts = rules.known, rules.checked, self._verdicts
-        special = False
-        for name, value in attrs.items():
-            rule = checked.get(name)
-            if rule is not None:
-                # Values repeat a lot ("1", "ext4", "10m"): remember each rule's verdict per distinct value.
-                memo = verdicts.get(id(rule))
-                if memo is None:
-                    memo = verdicts[id(rule)] = {}
-                ok = memo.get(value)
-                if ok is None:
-                    ok = memo[value] = rule.accepts(value)
-                if not ok:
-                    self._invalid(el, name, value, rule)
-            elif name not in known and not rules.open:
-                self._unknown_attribute(el, name, known)
-            if resource and name[0] == "_" and name[:2] == "__":
-                special = True
+    def _check_attributes(self, el: Element, attrs: dict[str, str], rules: _Rules, resource: bool) -> None:
+        """Required attributes, value rules, unknown attributes. `attrs` is `dict(el.items())`, read once.
+
+        Elements of one kind nearly always carry the same attribute names, so what to check is worked out
+        once per (kind, names) and reused: per element only the values of checked attributes are looked at,
+        and each distinct value of a rule is judged once.
+        """
+        names = tuple(attrs)
+        plan_key = (id(rules), resource, names)
+        plan = self._plans.get(plan_key)
+        if plan is None:
+            plan = self._plans[plan_key] = self._plan(names, rules, resource)
+        missing, steps, special = plan
+        for name, on_definition in missing:
+            self._missing(el, name, resource=on_definition)
+        for name, rule, memo in steps:
+            if rule is None:
+                self._unknown_attribute(el, name, rules.known)
+                continue
+            value = attrs[name]
+            ok = memo.get(value)
+            if ok is None:
+                ok = memo[value] = rule.accepts(value)
+            if not ok:
+                self._invalid(el, name, value, rule)
         if special:
             self.inventory.special.append(el)
+
+    def _plan(self, names: tuple[str, ...], rules: _Rules, resource: bool) -> _Plan:
+        present = set(names)
+        missing = [(name, False) for name in rules.required if name not in present]
+        if resource and "ref" not in present:
+            missing += [(name, True) for name in rules.required_on_definition if name not in present]
+        steps: list[tuple[str, ValueRule | None, dict[str, bool]]] = []
+        for name in names:
+            rule = rules.checked.get(name)
+            if rule is not None:
+                steps.append((name, rule, self._verdicts.setdefault(id(rule), {})))
+            elif name not in rules.known and not rules.open:
+                steps.append((name, None, {}))
+        special = resource and any(name.startswith("__") for name in names)
+        return tuple(missing), tuple(steps), special
 
     def _missing(self, el: Element, name: str, *, resource: bool) -> None:
         tag = str(el.tag)
@@ -298,7 +318,7 @@ class StructureCheck:
     def _visit_known(self, el: Element, parent_tag: str | None) -> None:
         tag = str(el.tag)
         spec = ELEMENTS[tag]
-        self._check_attributes(el, dict(el.items()), ELEMENT_RULES[tag], resource=False)
+        self._check_attributes(el, dict(el.items()), ELEMENT_RULES[tag], False)
         self._record(el, tag, parent_tag)
         if spec.any_children:
             return  # passed through unchanged: no rules for its content
@@ -457,19 +477,35 @@ class StructureCheck:
             if rtype.top_level and not is_global and parent is None:
                 self.inventory.services.append(el)
                 service = el
-        self._check_attributes(el, attrs, RESOURCE_RULES[rtype.name], resource=True)
+        self._check_attributes(el, attrs, RESOURCE_RULES[rtype.name], True)
         text = el.text
         stray_text = bool(text and text.strip(_BLANKS))
-        visit_slot, visit_resource, types = self._visit_resource_slot, self._visit_resource, RESOURCE_TYPES
+        self._visit_children(el, use, service, stray_text)
+
+    def _visit_nested(self, el: Element, rtype: ResourceType, parent: ResourceUse, service: Element | None) -> None:
+        """The common case, kept lean (it runs for most elements of a big file): a known resource type nested
+        in a service tree. Same checks as _visit_resource, without its general cases."""
+        attrs = dict(el.items())
+        ref = attrs.get("ref")
+        name = rtype.name
+        key = ref if ref is not None else attrs.get(_PRIMARY[name])
+        use = ResourceUse(el, name, rtype, ref is not None, False, service, parent, key, attrs)
+        self.inventory.resources.append(use)
+        self._check_attributes(el, attrs, RESOURCE_RULES[name], True)
+        text = el.text
+        self._visit_children(el, use, service, bool(text and text.strip(_BLANKS)))
+
+    def _visit_children(self, el: Element, use: ResourceUse, service: Element | None, stray_text: bool) -> None:
+        visit_nested, types = self._visit_nested, RESOURCE_TYPES
         for child in el:
             if not stray_text:
                 tail = child.tail
                 stray_text = bool(tail and tail.strip(_BLANKS))
             child_type = types.get(child.tag)  # comments have a non-str tag: not a resource type either
             if child_type is not None and not child_type.top_level:
-                visit_resource(child, child_type, use, service, is_global=False)  # the common case, inlined
+                visit_nested(child, child_type, use, service)
             else:
-                visit_slot(child, use, service, in_resources=False)
+                self._visit_resource_slot(child, use, service, in_resources=False)
         if stray_text:
             self._text_not_allowed(el)
 
