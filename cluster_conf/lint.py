@@ -333,8 +333,9 @@ class Lint:
                     el,
                     f"use it with <{use.type} ref=\"{use.key}\"/> in a service, or remove it",
                 )
-            if use.type == "ip" and not use.is_ref and use.attrs.get("address"):
-                address = use.attrs["address"].split("/")[0].strip()
+            address = use.el.get("address") if use.type == "ip" and not use.is_ref else None
+            if address:
+                address = address.split("/")[0].strip()
                 first = addresses.get(address)
                 if first is None:
                     addresses[address] = el

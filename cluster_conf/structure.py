@@ -175,7 +175,6 @@ class ResourceUse:
     parent: ResourceUse | None
 
     key: str | None  # the ref= value for a reference, else the primary-key value
-    attrs: dict[str, str]  # the element's attributes, read once
 
 
 @dataclass(slots=True)
@@ -228,14 +227,14 @@ class StructureCheck:
             self.schema_failed = True
 
     # attributes --------------------------------------------------------------------------------------------
-    def _check_attributes(self, el: Element, attrs: dict[str, str], rules: _Rules, resource: bool) -> None:
-        """Required attributes, value rules, unknown attributes. `attrs` is `dict(el.items())`, read once.
+    def _check_attributes(self, el: Element, rules: _Rules, resource: bool) -> None:
+        """Required attributes, value rules, unknown attributes.
 
         Elements of one kind nearly always carry the same attribute names, so what to check is worked out
         once per (kind, names) and reused: per element only the values of checked attributes are looked at,
         and each distinct value of a rule is judged once.
         """
-        names = tuple(attrs)
+        names = tuple(el.keys())  # building a dict of every element's attributes would cost more than all else
         plan_key = (id(rules), resource, names)
         plan = self._plans.get(plan_key)
         if plan is None:
@@ -247,7 +246,7 @@ class StructureCheck:
             if rule is None:
                 self._unknown_attribute(el, name, rules.known)
                 continue
-            value = attrs[name]
+            value = el.get(name)
             ok = memo.get(value)
             if ok is None:
                 ok = memo[value] = rule.accepts(value)
@@ -318,7 +317,7 @@ class StructureCheck:
     def _visit_known(self, el: Element, parent_tag: str | None) -> None:
         tag = str(el.tag)
         spec = ELEMENTS[tag]
-        self._check_attributes(el, dict(el.items()), ELEMENT_RULES[tag], False)
+        self._check_attributes(el, ELEMENT_RULES[tag], False)
         self._record(el, tag, parent_tag)
         if spec.any_children:
             return  # passed through unchanged: no rules for its content
@@ -468,16 +467,15 @@ class StructureCheck:
         is_global: bool,
         report_only: bool = False,
     ) -> None:
-        attrs = dict(el.items())
-        ref = attrs.get("ref")
-        key = ref if ref is not None else attrs.get(_PRIMARY[rtype.name])
-        use = ResourceUse(el, rtype.name, rtype, ref is not None, is_global, service, parent, key, attrs)
+        ref = el.get("ref")
+        key = ref if ref is not None else el.get(_PRIMARY[rtype.name])
+        use = ResourceUse(el, rtype.name, rtype, ref is not None, is_global, service, parent, key)
         if not report_only:
             self.inventory.resources.append(use)
             if rtype.top_level and not is_global and parent is None:
                 self.inventory.services.append(el)
                 service = el
-        self._check_attributes(el, attrs, RESOURCE_RULES[rtype.name], True)
+        self._check_attributes(el, RESOURCE_RULES[rtype.name], True)
         text = el.text
         stray_text = bool(text and text.strip(_BLANKS))
         self._visit_children(el, use, service, stray_text)
@@ -485,13 +483,12 @@ class StructureCheck:
     def _visit_nested(self, el: Element, rtype: ResourceType, parent: ResourceUse, service: Element | None) -> None:
         """The common case, kept lean (it runs for most elements of a big file): a known resource type nested
         in a service tree. Same checks as _visit_resource, without its general cases."""
-        attrs = dict(el.items())
-        ref = attrs.get("ref")
+        ref = el.get("ref")
         name = rtype.name
-        key = ref if ref is not None else attrs.get(_PRIMARY[name])
-        use = ResourceUse(el, name, rtype, ref is not None, False, service, parent, key, attrs)
+        key = ref if ref is not None else el.get(_PRIMARY[name])
+        use = ResourceUse(el, name, rtype, ref is not None, False, service, parent, key)
         self.inventory.resources.append(use)
-        self._check_attributes(el, attrs, RESOURCE_RULES[name], True)
+        self._check_attributes(el, RESOURCE_RULES[name], True)
         text = el.text
         self._visit_children(el, use, service, bool(text and text.strip(_BLANKS)))
 
@@ -522,10 +519,9 @@ class StructureCheck:
             hint,
             schema=False,
         )
-        attrs = dict(el.items())
-        ref = attrs.get("ref")
-        key = ref or attrs.get("name")
-        use = ResourceUse(el, tag, None, ref is not None, in_resources, service, parent, key, attrs)
+        ref = el.get("ref")
+        key = ref or el.get("name")
+        use = ResourceUse(el, tag, None, ref is not None, in_resources, service, parent, key)
         self.inventory.resources.append(use)
         for child in el:
             self._visit_resource_slot(child, use, service, in_resources=False)

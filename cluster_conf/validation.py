@@ -314,7 +314,7 @@ class SemanticCheck:
             rtype = use.rtype
             if rtype is None or use.is_ref:
                 continue
-            get = use.attrs.get
+            get = use.el.get
             for param in _KEY_PARAMS.get(rtype.name, ()):
                 value = get(param.name)
                 if value is None:
