@@ -234,39 +234,24 @@ def _list(opts: argparse.Namespace, text: Callable[..., str], as_json: Callable[
 
 
 # -- list commands -----------------------------------------------------------------------------------------
-@command("lsnode", "lsnode [-v] [--json]", "List nodes", lists=True)
-def cmd_lsnode(opts: argparse.Namespace) -> int:
-    from cluster_conf.cli import listing
+def _list_command(name: str, summary: str) -> None:
+    """Register `NAME [-v] [--json]`, rendered by listing.NAME_text / listing.NAME_json."""
 
-    return _list(opts, listing.lsnode_text, listing.lsnode_json)
+    @command(name, f"{name} [-v] [--json]", summary, lists=True)
+    def run(opts: argparse.Namespace) -> int:
+        from cluster_conf.cli import listing
 
-
-@command("lsfence", "lsfence [-v] [--json]", "List fence devices (secrets shown as ********)", lists=True)
-def cmd_lsfence(opts: argparse.Namespace) -> int:
-    from cluster_conf.cli import listing
-
-    return _list(opts, listing.lsfence_text, listing.lsfence_json)
+        return _list(opts, getattr(listing, f"{name}_text"), getattr(listing, f"{name}_json"))
 
 
-@command("lsdomain", "lsdomain [-v] [--json]", "List failover domains", lists=True)
-def cmd_lsdomain(opts: argparse.Namespace) -> int:
-    from cluster_conf.cli import listing
-
-    return _list(opts, listing.lsdomain_text, listing.lsdomain_json)
-
-
-@command("lsresource", "lsresource [-v] [--json]", "List global resources", lists=True)
-def cmd_lsresource(opts: argparse.Namespace) -> int:
-    from cluster_conf.cli import listing
-
-    return _list(opts, listing.lsresource_text, listing.lsresource_json)
-
-
-@command("lsservice", "lsservice [-v] [--json]", "List services and VMs with their resource trees", lists=True)
-def cmd_lsservice(opts: argparse.Namespace) -> int:
-    from cluster_conf.cli import listing
-
-    return _list(opts, listing.lsservice_text, listing.lsservice_json)
+for _name, _summary in (
+    ("lsnode", "List nodes"),
+    ("lsfence", "List fence devices (secrets shown as ********)"),
+    ("lsdomain", "List failover domains"),
+    ("lsresource", "List global resources"),
+    ("lsservice", "List services and VMs with their resource trees"),
+):
+    _list_command(_name, _summary)
 
 
 # -- query -------------------------------------------------------------------------------------------------
