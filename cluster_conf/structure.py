@@ -177,6 +177,18 @@ class ResourceUse:
     key: str | None  # the ref= value for a reference, else the primary-key value
 
 
+# Which Inventory list collects the elements of each tag.
+_INVENTORY_LISTS = {
+    "clusternode": "nodes",
+    "fencedevice": "fence_devices",
+    "method": "methods",
+    "device": "device_uses",
+    "failoverdomain": "domains",
+    "failoverdomainnode": "domain_nodes",
+    "heuristic": "heuristics",
+}
+
+
 @dataclass(slots=True)
 class Inventory:
     """What the semantic checks and lint need, collected in the same pass."""
@@ -365,20 +377,9 @@ class StructureCheck:
             inv.sections.setdefault(tag, []).append(el)
         elif parent_tag == "rm":
             inv.rm_sections.setdefault(tag, []).append(el)
-        if tag == "clusternode":
-            inv.nodes.append(el)
-        elif tag == "fencedevice":
-            inv.fence_devices.append(el)
-        elif tag == "method":
-            inv.methods.append(el)
-        elif tag == "device":
-            inv.device_uses.append(el)
-        elif tag == "failoverdomain":
-            inv.domains.append(el)
-        elif tag == "failoverdomainnode":
-            inv.domain_nodes.append(el)
-        elif tag == "heuristic":
-            inv.heuristics.append(el)
+        collection = _INVENTORY_LISTS.get(tag)
+        if collection is not None:
+            getattr(inv, collection).append(el)
 
     def _visit_stranger(self, el: Element, parent_tag: str, allowed: Iterable[str]) -> None:
         """An element that is not one of the children the parent's spec names."""
