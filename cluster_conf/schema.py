@@ -437,7 +437,7 @@ RESOURCE_TYPES: dict[str, ResourceType] = {
     rt.name: rt
     for rt in (
         ResourceType(
-            "service", "service.sh", _SERVICE_COMMON, children=_SERVICE_CHILDREN, top_level=True,
+            "service", "service.sh", _SERVICE_COMMON, max_instances=1, children=_SERVICE_CHILDREN, top_level=True,
             actions=(("status", None, 3600, None),),
         ),
         ResourceType(

@@ -1,0 +1,1 @@
+"""Command-line front ends of rgmanager (rg_test, ...): thin adapters over the engine library."""
