@@ -4,7 +4,9 @@ Cases (issue 3 ยง5; Pacemaker's crm_simulate 2.1.5 baseline from field-anchors ย
 - initial placement: `QuorumFormed` on an empty state table, every service placed [16 x 4000: 328 s];
 - node-failure replan: `NodeDown` of the node running the most services, on the steady state the initial placement
   produced [32 x 2000: 10.8 s];
-- both over several sizes, with the time per (service x domain size), to show how the cost grows.
+- both over several sizes, with the time per (service x domain size), to show how the cost grows;
+- resource trees: `restree.build_trees` on services of 3-4 resources each (ip, fs, script, every other one a
+  nested nfsexport), and the reconfiguration `delta` after 1% of the services changed one attribute.
 
 The shape: ordered failover domains of 4-8 consecutive nodes (every third restricted, every fifth nofailback),
 each service in domain i % domains, one exclusive service per 8 nodes (each in a different domain), every 20th
@@ -25,6 +27,8 @@ from cluster_conf import ClusterConf
 from cluster_conf.model import ClusterView, view
 from rgmanager.placement import compile_config
 from rgmanager.planner import Plan, plan
+from rgmanager.reconfig import delta
+from rgmanager.restree import build_trees
 from rgmanager.snapshot import Membership, NodeDown, QuorumFormed, ServiceTable
 
 TARGETS_MS = {("replan", 32, 2000): 100.0, ("initial", 16, 4000): 1000.0}
@@ -129,6 +133,37 @@ def _note(key: tuple[str, Shape], text: str, stats: object, unit: float) -> str:
     return note
 
 
+def tree_config(services: int, changed_every: int = 0) -> ClusterConf:
+    """Services of 3-4 resources; with changed_every=k, every k-th service's script points at another file."""
+    lines = ['<?xml version="1.0"?>', '<cluster name="trees" config_version="1">', "<clusternodes>",
+             '<clusternode name="n1" nodeid="1"/>', "</clusternodes>", "<rm>"]
+    for s in range(services):
+        script = f"/etc/init.d/app{s}" + (".new" if changed_every and s % changed_every == 0 else "")
+        export = f'<nfsexport name="e{s}"/>' if s % 2 else ""
+        lines.append(f'<service name="svc{s:05d}"><ip address="10.{s // 65536}.{s // 256 % 256}.{s % 256}"/>'
+                     f'<fs name="fs{s}" device="/dev/vg/lv{s}" mountpoint="/srv/{s}">{export}</fs>'
+                     f'<script name="app{s}" file="{script}"/></service>')
+    lines += ["</rm>", "</cluster>"]
+    return ClusterConf.from_string("\n".join(lines))
+
+
+def tree_cases(services: int, runs: int) -> list[Row]:
+    old, new = tree_config(services), tree_config(services, changed_every=100)
+    trees = build_trees(old)
+    resources = sum(len(list(t.walk())) - 1 for t in trees.trees)
+    build_stats = measure(lambda: build_trees(old), runs)
+    new_trees = build_trees(new)
+    delta_stats = measure(lambda: delta(trees, new_trees), runs)
+    result = delta(trees, new_trees)
+    return [
+        Row(f"{services} services: build resource trees", 1000.0 if services == 5000 else None, build_stats,
+            f"{resources} resources"),
+        Row(f"{services} services: reconfiguration delta (1% changed)", None, delta_stats,
+            f"{len(result.changed)} services changed"),
+    ]
+
+
+TREE_SIZES = (1000, 5000, 10000)
 SIZES = (Shape(8, 500), Shape(16, 1000), Shape(16, 4000), Shape(32, 2000), Shape(32, 8000), Shape(64, 16000))
 SMALL = (Shape(8, 100), Shape(16, 200))
 
@@ -150,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         shape_rows, shape_facts = cases(shape, runs)
         rows += shape_rows
         facts.append(shape_facts)
+    for services in (200,) if args.small else TREE_SIZES:
+        rows += tree_cases(services, runs)
     print(table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": dict(info), "sizes": facts,

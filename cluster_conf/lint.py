@@ -265,8 +265,8 @@ class Lint:
                     if member.get("priority") is None:
                         self.warn(
                             "DOMAIN_PRIORITY_MISSING",
-                            f"{label(domain)}: member {shown(member.get('name', ''))} has no priority; in an "
-                            "ordered domain it ranks as 0, above every member with priority 1",
+                            f"{label(domain)}: member {shown(member.get('name', ''))} has no priority; the "
+                            "original rgmanager ranked it above priority 1, this engine ranks it last",
                             member,
                             'give it priority="N" (1 is most preferred)',
                         )

@@ -239,6 +239,8 @@ ELEMENTS: dict[str, ElementSpec] = {
                 _a("nodeid", "posint", doc="unique positive integer"),
                 _a("votes", "uint", minimum=0, maximum=255, default="1"),
                 _a("weight", "uint"),
+                # Our extension (docs/ricci-protocol.md): the node's ricci agent port when it is not 11111.
+                _a("ricci_port", "port"),
             ),
             ("altname", "fence", "unfence"),
         ),
