@@ -101,7 +101,9 @@ CODES: dict[str, Code] = {
     "CLUSTER_NAME_TOO_LONG": Code(_W, "the cluster name is longer than 15 characters"),
     "NODE_NAMES_MIXED": Code(_W, "some nodes are named by IP address, others by host name"),
     "DOMAIN_EMPTY": Code(_W, "a restricted failover domain has no member"),
-    "DOMAIN_PRIORITY_MISSING": Code(_W, "an ordered domain member has no priority (it ranks above priority 1)"),
+    "DOMAIN_PRIORITY_MISSING": Code(
+        _W, "ordered-domain member without priority (we rank it last; rgmanager ranked it first)"
+    ),
     "DOMAIN_PRIORITY_IGNORED": Code(_W, "priorities in an unordered domain are ignored"),
     "EXCLUSIVE_SINGLE_NODE": Code(_W, "an exclusive service in a restricted one-node domain"),
     "IP_ADDRESS_DUPLICATE": Code(_W, "the same IP address is defined in two services; the second loses it"),
