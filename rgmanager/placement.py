@@ -11,11 +11,15 @@ Decisions this module takes (docs/engine.md explains them):
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import TypeVar
 
-from cluster_conf.model import ClusterView, Service
+from lxml import etree
+
+from cluster_conf.model import ClusterView, Resource, Service
+from rgmanager.restree import ResourceTrees, build_trees
 from rgmanager.snapshot import Membership, ServiceRecord, service_id
 from rgmanager.states import RGCode, State
 
@@ -87,6 +91,7 @@ class Catalog:
     by_id: Mapping[str, ServiceRule]
     dependents: Mapping[str, tuple[str, ...]]  # service id -> services that depend on it (config order)
     order: tuple[str, ...]  # evaluation order: exclusive services first, every dependency before its dependents
+    cycle: tuple[str, ...] = ()  # the first dependency cycle found (a, b, a), or () when the dependencies chain
 
     def find(self, name: str) -> ServiceRule | None:
         """By id (`service:foo`, `vm:bar`) or, when unambiguous, by plain name."""
@@ -134,6 +139,26 @@ def evaluation_order(services: tuple[ServiceRule, ...], by_id: Mapping[str, Serv
     return tuple(order)
 
 
+def dependency_cycle(by_id: Mapping[str, ServiceRule]) -> tuple[str, ...]:
+    """The first `depend` cycle, closed (a, b, a), in config order; () when there is none. Each service depends on
+    at most one other, so following the chain from every service finds every cycle in linear time. (The
+    configuration check reports the same as DEPEND_CYCLE; this is the planner's cheap guard.)"""
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    for start in by_id:
+        path: list[str] = []
+        current: str | None = start
+        while current is not None and current in by_id and not state.get(current):
+            state[current] = 1
+            path.append(current)
+            current = by_id[current].depend
+        if current is not None and state.get(current) == 1:
+            loop = path[path.index(current):]
+            return (*loop, loop[0])
+        for sid in path:
+            state[sid] = 2
+    return ()
+
+
 def compile_config(view: ClusterView) -> Catalog:
     domains = compile_domains(view)
     rules: list[ServiceRule] = []
@@ -166,21 +191,58 @@ def compile_config(view: ClusterView) -> Catalog:
         if r.depend is not None:
             dependents.setdefault(r.depend, []).append(r.id)
     return Catalog(view, services, by_id, {k: tuple(v) for k, v in dependents.items()},
-                   evaluation_order(services, by_id))
+                   evaluation_order(services, by_id), dependency_cycle(by_id))
 
 
-_CACHE: list[tuple[ClusterView, Catalog]] = []  # (view, catalog) pairs: a view is immutable, so identity is enough
+def rm_element(view: ClusterView) -> etree._Element:
+    """`<rm>` rebuilt from a view (attributes, global resources, services and their trees), for
+    `restree.build_trees`: the view is what the planner is given, and it keeps every attribute the tree builder
+    reads (`<action>` children excepted, which placement and recovery do not use)."""
+    rm = etree.Element("rm", view.rm or {})
+    if view.resources:
+        holder = etree.SubElement(rm, "resources")
+        for res in view.resources:
+            _append_resource(holder, res)
+    for svc in view.services:
+        el = etree.SubElement(rm, svc.kind, svc.attrs)
+        for child in svc.children:
+            _append_resource(el, child)
+    return rm
+
+
+def _append_resource(parent: etree._Element, res: Resource) -> None:
+    stack = [(parent, res)]
+    while stack:
+        holder, item = stack.pop()
+        el = etree.SubElement(holder, item.type, item.attrs)
+        stack.extend((el, c) for c in reversed(item.children))
+
+
+_Cached = TypeVar("_Cached")
+_CACHES: dict[str, list[tuple[ClusterView, object]]] = {}
+
+
+def _cached(kind: str, view: ClusterView, make: Callable[[ClusterView], _Cached]) -> _Cached:
+    """`make(view)`, remembered for the last few views (a view is immutable, so identity is enough)."""
+    cache = _CACHES.setdefault(kind, [])
+    for cached_view, value in cache:
+        if cached_view is view:
+            return value  # type: ignore[return-value]
+    value = make(view)
+    cache.insert(0, (view, value))
+    del cache[4:]
+    return value
 
 
 def catalog_of(view: ClusterView) -> Catalog:
     """compile_config, cached for the last few views (the daemon replans against the same config many times)."""
-    for cached_view, catalog in _CACHE:
-        if cached_view is view:
-            return catalog
-    catalog = compile_config(view)
-    _CACHE.insert(0, (view, catalog))
-    del _CACHE[4:]
-    return catalog
+    return _cached("catalog", view, compile_config)
+
+
+def trees_of(view: ClusterView) -> ResourceTrees:
+    """`restree.build_trees` of the view's `<rm>`, cached like `catalog_of`; built only when a plan needs a
+    resource tree (a status failure, a config change)."""
+    return _cached("trees", view, lambda v: build_trees(rm_element(v)))
 
 
 # -- scoring -------------------------------------------------------------------------------------------------

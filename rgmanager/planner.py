@@ -4,7 +4,8 @@ It reads one snapshot (the configuration, the membership, the service state tabl
 ordered actions the cluster should take, each with a reason (and an RG code where one applies), plus the table as
 it will be once they are done. Nothing here reads a clock, a file or the network: the same input always gives the
 same plan. The plan assumes every action succeeds; a failing action comes back as a new event (ServiceFailed,
-StopFailed), as in the original, where a failed start is followed by recovery.
+StopFailed, MigrateFailed) naming the node it failed on, as in the original, where a failed start is followed by
+recovery.
 
 Rules: rhcs-facts §2.2-2.7, §2.9, §2.11; the decisions taken where the original is silent or quirky are listed in
 docs/engine.md.
@@ -17,11 +18,23 @@ from enum import StrEnum
 
 from cluster_conf.model import ClusterView
 from rgmanager import recovery
-from rgmanager.placement import Catalog, Placer, Score, ServiceRule, catalog_of, dependency_met, dependency_reason
+from rgmanager.placement import (
+    Catalog,
+    Placer,
+    Score,
+    ServiceRule,
+    catalog_of,
+    dependency_met,
+    dependency_reason,
+    trees_of,
+)
+from rgmanager.reconfig import delta
 from rgmanager.snapshot import (
+    ERELO_RC,
     ConfigChanged,
     Event,
     Membership,
+    MigrateFailed,
     NodeDown,
     NodeUp,
     QuorumFormed,
@@ -34,7 +47,7 @@ from rgmanager.snapshot import (
     UserRequest,
     describe_event,
 )
-from rgmanager.states import Flag, Request, RGCode, State, check_path
+from rgmanager.states import Flag, Request, RGCode, State, allowed, check_path
 
 
 class ActionKind(StrEnum):
@@ -45,12 +58,14 @@ class ActionKind(StrEnum):
     MARK_STOPPED = "mark-stopped"  # record only: nothing runs (its owner is down and fenced, ...)
     MARK_DISABLED = "mark-disabled"
     MARK_FAILED = "mark-failed"
+    MARK_STARTED = "mark-started"  # record only: a failed migration left the VM running on `node` (its source)
     MARK_RECOVERING = "mark-recovering"
     RECOVER_SUBTREE = "recover-subtree"  # inline stop + start of an independent subtree (`resource`)
     SET_PARTIAL = "set-partial"  # stop a non-critical subtree and flag the service partial
     CLEAR_PARTIAL = "clear-partial"  # convalesce: start the stopped non-critical parts, clear the flag
     FREEZE = "freeze"
     UNFREEZE = "unfreeze"
+    RECONFIGURE = "reconfigure"  # a config change inside a running service: stop, start, reconfig resources
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +78,11 @@ class Action:
     reason: str = ""
     code: RGCode | None = None
     state: State | None = None  # the record's state afterwards
-    resource: str | None = None  # subtree actions: the failed resource (`type:key`)
+    resource: str | None = None  # subtree actions: the subtree root (`type:primary`)
+    # reconfigure: resource ids (`type:primary`) to stop, then start, in the §2.8 order, and to `reconfig` in place
+    stop_ids: tuple[str, ...] = ()
+    start_ids: tuple[str, ...] = ()
+    reconfig_ids: tuple[str, ...] = ()
 
     def describe(self) -> str:
         k = self.kind
@@ -77,6 +96,10 @@ class Action:
                 text += f" -> {self.state.label}"
         elif self.resource:
             text = f"{k.value} {self.service} {self.resource} on {self.node}"
+        elif k is ActionKind.RECONFIGURE:
+            parts = [f"{word} {','.join(ids)}" for word, ids in (("stop", self.stop_ids), ("start", self.start_ids),
+                                                                  ("reconfig", self.reconfig_ids)) if ids]
+            text = f"{k.value} {self.service} on {self.node} ({'; '.join(parts)})"
         else:
             text = f"{k.value} {self.service}"
         return f"{text}: {self.reason}" if self.reason else text
@@ -92,6 +115,9 @@ class Action:
             data["state"] = self.state.label
         if self.code is not None:
             data["code"] = int(self.code)
+        for key in ("stop_ids", "start_ids", "reconfig_ids"):
+            if getattr(self, key):
+                data[key.removesuffix("_ids")] = list(getattr(self, key))
         data["reason"] = self.reason
         return data
 
@@ -151,8 +177,17 @@ def plan(config: ClusterView, membership: Membership, table: ServiceTable, event
 
     `membership` is the snapshot before the event; the node or quorum change an event describes is applied to it
     (NodeDown marks the node offline and fenced, NodeUp online, QuorumFormed/QuorumLost set quorum).
+
+    A configuration whose dependencies form a cycle is refused (RG_EDEADLCK, nothing done), except for QuorumLost,
+    whose emergency stops happen whatever the configuration says.
     """
-    return _Planner(catalog_of(config), _apply_membership(membership, event), table, event).run()
+    catalog = catalog_of(config)
+    membership = _apply_membership(membership, event)
+    if catalog.cycle and not isinstance(event, QuorumLost):
+        return Plan(event, (), table, membership, RGCode.EDEADLCK,
+                    f"services depend on each other in a cycle: {' -> '.join(catalog.cycle)}; fix the "
+                    "configuration (ccs_tool lint reports DEPEND_CYCLE)")
+    return _Planner(catalog, membership, table, event).run()
 
 
 def _apply_membership(membership: Membership, event: Event) -> Membership:
@@ -200,6 +235,7 @@ class _Planner:
             NodeUp: self.on_node_up,
             ServiceFailed: self.on_service_failed,
             StopFailed: self.on_stop_failed,
+            MigrateFailed: self.on_migrate_failed,
             ConfigChanged: self.on_config_changed,
             UserRequest: self.on_request,
         }
@@ -270,8 +306,11 @@ class _Planner:
 
     def stop(self, sid: str, request: Request, reason: str, end: State = State.STOPPED) -> None:
         """Stop a service running on a live owner; hard dependents are stopped first."""
-        old = self.records[sid]
         self.cascade(sid)
+        self._stop_one(sid, request, reason, end)
+
+    def _stop_one(self, sid: str, request: Request, reason: str, end: State = State.STOPPED) -> None:
+        old = self.records[sid]
         if request is Request.STOP_RECOVER:
             path: tuple[State, ...] = (State.RECOVERABLE, State.RECOVERING)
         elif old.state in (State.STARTED, State.STARTING, State.FAILED):
@@ -315,16 +354,38 @@ class _Planner:
                    state=State.STARTED)
 
     def cascade(self, sid: str) -> None:
-        """§2.7: before `sid` stops, stop its running hard dependents ("Dependency missing"); soft ones stay."""
-        for dependent in self.catalog.dependents.get(sid, ()):
-            rule = self.catalog.by_id[dependent]
+        """§2.7: before `sid` stops, stop its active hard dependents on live owners ("Dependency missing"), the
+        deepest first (c, then b, then a); soft ones stay, frozen ones stay with a note. Transitional dependents
+        (starting, stopping, recoverable, migrating) are stopped too. Iterative with a visited set, so a long
+        chain cannot exhaust the stack and a cycle cannot loop."""
+        dependents = self.catalog.dependents
+        visited = {sid}
+        stack: list[tuple[str, int]] = [(sid, 0)]  # (service, index of the next dependent to look at)
+        ordered: list[tuple[str, str]] = []  # (dependent, its dependency), deepest first
+        while stack:
+            current, index = stack[-1]
+            children = dependents.get(current, ())
+            if index >= len(children):
+                stack.pop()
+                if stack:
+                    ordered.append((current, stack[-1][0]))
+                continue
+            stack[-1] = (current, index + 1)
+            dependent = children[index]
+            if dependent in visited:
+                continue
+            visited.add(dependent)
             rec = self.records[dependent]
-            if not rule.depend_hard or not rec.active:
+            if not self.catalog.by_id[dependent].depend_hard or not rec.active:
                 continue
             if rec.frozen:
-                self._wait(dependent, f"frozen: left running although its dependency {sid} stops", RGCode.EFROZEN)
-            elif self.online(rec.owner) and rec.state is State.STARTED:
-                self.stop(dependent, Request.STOP, f"Stopping service {dependent}: Dependency missing ({sid} stops)")
+                self._wait(dependent, f"frozen: left running although its dependency {current} stops",
+                           RGCode.EFROZEN)
+            elif self.online(rec.owner):
+                stack.append((dependent, 0))
+        for dependent, dependency in ordered:
+            self._stop_one(dependent, Request.STOP,
+                           f"Stopping service {dependent}: Dependency missing ({dependency} stops)")
 
     # -- automatic evaluation (§2.3.4, §2.7) --------------------------------------------------------------------
     def evaluate(self, hold: frozenset[str] = frozenset()) -> None:
@@ -353,6 +414,15 @@ class _Planner:
             self.mark(sid, ActionKind.MARK_STOPPED, State.STOPPED, None, f"owner {owner} is down and fenced")
             takeover = f"Taking over service {sid} from down member {owner}"
             rec = self.records[sid]
+        if rec.state is State.RECOVERABLE and rec.owner is None:  # the stop for recovery is over
+            self._transition(sid, (State.RECOVERING,), None)
+            rec = self.records[sid]
+        if rec.state is State.RECOVERING and sid not in hold:
+            if self.membership.locked:
+                self._wait(sid, "recovering, but resource groups are locked (clusvcadm -l)", RGCode.EAGAIN)
+            else:
+                self.recover(rule, rec.last_owner)
+            return
         if rec.state is not State.STOPPED or sid in hold:
             return
         if rec.is_new and not rule.autostart:
@@ -431,7 +501,7 @@ class _Planner:
 
     def failback(self, joiner: str) -> None:
         """§2.3.5: a running service moves to the joining node when the joiner scores strictly higher."""
-        if not self.online(joiner):
+        if not self.online(joiner) or self.membership.locked:  # clusvcadm -l: nothing starts or moves
             return
         for sid in self.catalog.order:
             rule = self.catalog.by_id[sid]
@@ -460,49 +530,64 @@ class _Planner:
         if rec.frozen:
             self.message = f"{sid} is frozen: status failures are ignored"
             return
+        if event.node is not None and event.node != rec.owner:
+            self.message = f"late report dropped: {sid} no longer runs on {event.node}" + \
+                (f" (owner: {rec.owner})" if rec.owner else "")
+            return
         if rec.state is not State.STARTED or not self.online(rec.owner):
             self.message = f"{sid} is {rec.state.label}" + (f" on {rec.owner}" if rec.owner else "") + \
                 ": a status failure is only handled for a started service on a live owner"
             return
         owner: str = rec.owner  # type: ignore[assignment]
-        kind, subtree = 0, recovery.NO_SUBTREE
-        if event.resource:
-            subtree = recovery.subtree_rule(self.catalog.view, rule.definition, event.resource)
-            kind = subtree.kind if event.subtree is None else event.subtree
+        tree = trees_of(self.catalog.view).tree(sid)
+        failed = recovery.find_node(tree, event.resource) if event.resource else tree
+        if self.failure_ignored(sid, event.resource or "", failed):
+            return
+        rec = self.records[sid]
+        root = recovery.subtree_root(failed) if event.resource else None
+        kind = recovery.subtree_kind(root) if event.subtree is None else event.subtree
         escalated = ""
         if kind in (1, 2):
-            resource: str = event.resource  # type: ignore[assignment]
-            inline_ok, history = recovery.inline_allowed(subtree, rec.inline_history(resource), self.now)
-            no_threshold = subtree.max_restarts is None
-            if kind == 1 and inline_ok:
-                self.records[sid] = rec.with_inline_history(resource, history)
+            subtree: str = root.id if root is not None else event.resource  # type: ignore[assignment]
+            threshold = root.restart_threshold if root is not None else None
+            inline_ok, history = recovery.inline_allowed(threshold, rec.inline_history(subtree), self.now)
+            if inline_ok and (kind == 1 or threshold is not None):
+                self.records[sid] = rec.with_inline_history(subtree, history)
                 self._emit(ActionKind.RECOVER_SUBTREE, sid,
                            f"Some independent resources in {sid} failed; Attempting inline recovery",
-                           node=owner, resource=resource, request=Request.CONDSTART, state=State.STARTED)
-                return
-            if kind == 2 and inline_ok and not no_threshold:
-                self.records[sid] = rec.with_inline_history(resource, history)
-                self._emit(ActionKind.RECOVER_SUBTREE, sid,
-                           f"Some independent resources in {sid} failed; Attempting inline recovery",
-                           node=owner, resource=resource, request=Request.CONDSTART, state=State.STARTED)
+                           node=owner, resource=subtree, request=Request.CONDSTART, state=State.STARTED)
                 return
             if kind == 2:
-                self.records[sid] = replace(rec.with_inline_history(resource, ()), flags=rec.flags | Flag.PARTIAL)
+                self.records[sid] = replace(rec.with_inline_history(subtree, ()), flags=rec.flags | Flag.PARTIAL)
                 self._emit(ActionKind.SET_PARTIAL, sid,
                            "Note: Some non-critical resources were stopped during recovery. "
                            f"Run 'clusvcadm -c {sid}' to restore them to operation.",
-                           node=owner, resource=resource, request=Request.CONDSTOP, state=State.STARTED)
+                           node=owner, resource=subtree, request=Request.CONDSTOP, state=State.STARTED)
                 return
-            self.records[sid] = rec.with_inline_history(resource, ())
-            escalated = f"inline restart threshold of {resource} exceeded; "
-        failed = f" ({event.resource})" if event.resource else ""
-        self.stop(sid, Request.STOP_RECOVER, f"{escalated}status check failed{failed}; stopping for recovery",
+            self.records[sid] = rec.with_inline_history(subtree, ())
+            escalated = f"inline restart threshold of {subtree} exceeded; "
+        failed_text = f" ({event.resource})" if event.resource else ""
+        self.stop(sid, Request.STOP_RECOVER, f"{escalated}status check failed{failed_text}; stopping for recovery",
                   end=State.RECOVERING)
         self.recover(rule, owner)
         self.evaluate(frozenset({sid}))
 
-    def recover(self, rule: ServiceRule, owner: str) -> None:
-        """§2.6: apply the recovery policy to a service just stopped for recovery on `owner`."""
+    def failure_ignored(self, sid: str, key: str, node: object) -> bool:
+        """§2.5 `__max_failures`/`__failure_expire_time` of the failed resource (the service's own when the event
+        names none): below the threshold the failure is only counted."""
+        threshold = getattr(node, "failure_threshold", None)
+        rec = self.records[sid]
+        ignored, history = recovery.failure_ignored(threshold, rec.failure_history(key), self.now)
+        self.records[sid] = rec.with_failure_history(key, history)
+        if ignored:
+            what = key or sid
+            self.message = f"status failure of {what} ignored: {len(history)} of __max_failures={threshold.count} " \
+                f"within {threshold.window}s"  # type: ignore[union-attr]
+        return ignored
+
+    def recover(self, rule: ServiceRule, owner: str | None) -> None:
+        """§2.6: apply the recovery policy to a service stopped for recovery on `owner` (its last owner; None when
+        unknown). A restart needs that owner online and free; otherwise the service goes to its best node."""
         sid = rule.id
         rec = self.records[sid]
         outcome = recovery.decide(rule.recovery, rule.max_restarts, rule.restart_expire_time, rec.restarts,
@@ -515,41 +600,91 @@ class _Planner:
             self.mark(sid, ActionKind.MARK_STOPPED, State.STOPPED, None,
                       f"{outcome.reason}, but {dependency_reason(rule, self.catalog)}", RGCode.EDEPEND)
             return
-        if outcome.decision is recovery.Decision.RESTART:
-            self.start(sid, owner, Request.START_RECOVER, outcome.reason)
+        home = owner if owner is not None and self.online(owner) and not self.placer.blocked(rule, owner) else None
+        if outcome.decision is recovery.Decision.RESTART and home is not None:
+            self.start(sid, home, Request.START_RECOVER, outcome.reason)
             return
         found = self.placer.best_target(rule, self.records[sid], skip=owner)
         if found is not None:
             self.start(sid, found[0], Request.START_RECOVER,
-                       f"{outcome.reason}: relocating from {owner} ({self.explain(rule, found[1])})")
-        elif self.online(owner) and not self.placer.blocked(rule, owner):
-            self.start(sid, owner, Request.START_RECOVER, f"#70: Failed to relocate {sid}; restarting locally")
+                       f"{outcome.reason}: relocating from {owner or '(unknown)'} ({self.explain(rule, found[1])})")
+        elif home is not None:
+            self.start(sid, home, Request.START_RECOVER, f"#70: Failed to relocate {sid}; restarting locally")
         else:
             reason, code = self.placer.why_unplaced(rule)
             self.mark(sid, ActionKind.MARK_STOPPED, State.STOPPED, None, f"{outcome.reason}, but {reason}", code)
 
+    def fail(self, sid: str, node: str, reason: str, code: RGCode = RGCode.EABORT) -> None:
+        """Mark `sid` failed because something went wrong on `node`: owner none, last_owner = node (where its
+        resources may still be allocated), counters cleared, hard dependents stopped first."""
+        self.cascade(sid)
+        self._transition(sid, (State.FAILED,), None, owner=None, last_owner=node, restarts=(), inline_restarts=(),
+                         failures=())
+        self._emit(ActionKind.MARK_FAILED, sid, reason, node=node, state=State.FAILED, code=code)
+
     def on_stop_failed(self, event: StopFailed) -> None:
+        """The stop on `event.node` failed. The plan that asked for it recorded its end already (stopped,
+        disabled, or started elsewhere by a later action): whatever the record says now, the service is failed with
+        last_owner = that node, and a copy started on another live node meanwhile is stopped first."""
         rule = self.catalog.find(event.service)
         sid = rule.id if rule is not None else event.service
         if sid not in self.records:
             raise Refused(RGCode.ENOSERVICE, f"{event.service}: no such service")
         rec = self.records[sid]
-        if not rec.active:
-            self.message = f"{sid} is {rec.state.label}: nothing was being stopped"
+        if not allowed(rec.state, State.FAILED):
+            self.message = f"{sid} is {rec.state.label}: it was never started, so no stop can have failed"
             return
-        self.mark(sid, ActionKind.MARK_FAILED, State.FAILED, None,
-                  f"#12: RG {sid} failed to stop; intervention required", RGCode.EABORT)
+        if rec.active and rec.owner != event.node and self.online(rec.owner):
+            self.stop(sid, Request.STOP, f"the stop on {event.node} failed: {sid} must not run elsewhere meanwhile")
+        self.fail(sid, event.node, f"#12: RG {sid} failed to stop; intervention required")
+        self.evaluate(frozenset({sid}))
+
+    def on_migrate_failed(self, event: MigrateFailed) -> None:
+        """§2.2 Migrate: return code 150 leaves the VM on its source (RG_ERELO); any other code -> failed."""
+        rule = self.catalog.find(event.service)
+        if rule is None:
+            raise Refused(RGCode.ENOSERVICE, f"{event.service}: no such service")
+        sid, node = rule.id, event.node
+        rec = self.records[sid]
+        migrated_from = rec.state in (State.STARTED, State.MIGRATING) and node in (rec.owner, rec.last_owner)
+        if not migrated_from or rec.owner is None:
+            self.message = f"late report dropped: {sid} was not migrating from {node}"
+            return
+        if event.rc == ERELO_RC and self.online(node):
+            if rec.owner != node:
+                self._write(sid, replace(rec, owner=None))  # release the target before checking exclusivity
+                if self.placer.blocked(rule, node):
+                    self._write(sid, rec)
+                    self.fail(sid, node, f"migration of {sid} failed (rc {event.rc}): it still runs on {node}, which "
+                              "now runs an exclusive service; intervention required", RGCode.EEXCL)
+                    self.result = RGCode.FAIL
+                    self.message = f"{sid} failed: {node} is shared with an exclusive service"
+                    return
+                self._write(sid, rec)
+                self._transition(sid, (State.STARTED,), Request.MIGRATE, owner=node, last_owner=rec.owner)
+            self._emit(ActionKind.MARK_STARTED, sid, f"migration of {sid} failed (rc {event.rc}): still running on "
+                       f"{node}", node=node, request=Request.MIGRATE, state=State.STARTED, code=RGCode.ERELO)
+            self.result, self.message = RGCode.ERELO, f"{sid} is still running on {node}"
+            return
+        self.fail(sid, node, f"migration of {sid} from {node} failed (rc {event.rc}); intervention required")
+        self.result, self.message = RGCode.FAIL, f"{sid} failed: migration returned {event.rc}"
         self.evaluate(frozenset({sid}))
 
     def on_config_changed(self, event: ConfigChanged) -> None:
-        """Removed services are stopped and forgotten; a running service whose node the new domain rules forbid
-        moves; then every service is evaluated (new ones included, autostart="0" ones are disabled)."""
-        for sid in [s for s in self.records if s not in self.catalog.by_id]:
+        """Removed services are stopped and forgotten (in sorted order; one whose owner is down but not fenced is
+        kept, waiting for fencing); a running service whose node the new domain rules forbid moves; the running
+        services whose resources changed get a `reconfigure` action (the delta against `event.previous`); then
+        every service is evaluated (new ones included, autostart="0" ones are disabled)."""
+        for sid in sorted(s for s in self.records if s not in self.catalog.by_id):
             rec = self.records[sid]
-            if rec.active and self.online(rec.owner) and not rec.frozen:
-                self.stop(sid, Request.STOP, "removed from the configuration")
             if rec.frozen and rec.active:
                 self._wait(sid, "removed from the configuration but frozen: left running", RGCode.EFROZEN)
+                continue
+            if rec.active and self.online(rec.owner):
+                self.stop(sid, Request.STOP, "removed from the configuration")
+            elif rec.active and not self.membership.is_clean(rec.owner):
+                self._wait(sid, f"removed from the configuration, but its owner {rec.owner} is down and not fenced "
+                           "yet; record kept until it is", RGCode.EFENCE)
                 continue
             del self.records[sid]
         for sid in self.catalog.order:
@@ -569,7 +704,28 @@ class _Planner:
             else:
                 reason, _ = self.placer.why_unplaced(rule, skip=owner)
                 self.stop(sid, Request.STOP, f"{owner} is no longer allowed; {reason}")
+        if event.previous is not None:
+            self.reconfigure(event.previous)
         self.evaluate()
+
+    def reconfigure(self, previous: ClusterView) -> None:
+        """§2.8 reconfiguration: for each service running on a live owner and not already stopped or moved by
+        this plan, the resources the delta flags are stopped, started or reconfigured in place."""
+        touched = {a.service for a in self.actions}
+        changes = delta(trees_of(previous), trees_of(self.catalog.view))
+        for sid in self.catalog.order:
+            rec = self.records[sid]
+            if sid in touched or rec.frozen or rec.state is not State.STARTED or not self.online(rec.owner):
+                continue
+            change = changes.service(sid)
+            if change is None or change.added or change.unchanged:
+                continue
+            whole = "the service's own attributes changed: the whole tree restarts" if change.whole_service else ""
+            self._emit(ActionKind.RECONFIGURE, sid, whole or "configuration changed: only the flagged resources "
+                       "restart", node=rec.owner, state=State.STARTED,
+                       stop_ids=tuple(n.id for n in change.stop_order),
+                       start_ids=tuple(n.id for n in change.start_order),
+                       reconfig_ids=tuple(n.id for n in change.reconfig))
 
     # -- user requests (clusvcadm) ------------------------------------------------------------------------------
     def on_request(self, event: UserRequest) -> None:

@@ -1,16 +1,15 @@
-"""Recovery policy (rhcs-facts §2.6) and inline-restart thresholds of independent subtrees (§1.4, §2.5).
+"""Recovery policy (rhcs-facts §2.6), inline-restart thresholds of independent subtrees and status-failure
+thresholds (§1.4, §2.5).
 
-Pure functions over restart histories (tuples of times): the record keeps the history, the caller passes `now`.
-A restart at time t is forgotten once `now - t >= restart_expire_time` (0: never forgotten).
+Pure functions over histories (tuples of times): the record keeps the history, the caller passes `now`. An entry
+at time t is forgotten once `now - t >= window` (0: never forgotten).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 
-from cluster_conf.model import ClusterView, Resource, Service
-from cluster_conf.schema import is_true, parse_time
+from rgmanager.restree import ResourceNode, Threshold
 
 POLICIES = ("restart", "relocate", "disable", "restart-disable")
 
@@ -56,76 +55,57 @@ def decide(policy: str, max_restarts: int, expire: int, restarts: tuple[float, .
     return Outcome(Decision.RESTART, done, f"local restart {len(done)}{limit} (recovery policy {policy})")
 
 
-# -- independent subtrees ------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class SubtreeRule:
-    """What the config says about one failed resource: its subtree kind and the inline-restart threshold."""
-
-    kind: int  # 0 none, 1 independent, 2 non-critical
-    max_restarts: int | None  # both set, or both None (the attributes only work together)
-    expire: int | None
-
-
-NO_SUBTREE = SubtreeRule(0, None, None)
+# -- independent subtrees and failure thresholds ------------------------------------------------------------
+# The special attributes are parsed once, by `rgmanager.restree` (`ResourceNode.independent`, `.non_critical`,
+# `.restart_threshold`, `.failure_threshold`); this module only reads those fields.
+def find_node(tree: ResourceNode | None, resource: str | None) -> ResourceNode | None:
+    """The node of `tree` whose id (`type:primary`) is `resource`; the first one in tree order."""
+    if tree is None or resource is None:
+        return None
+    return next((n for n in tree.walk() if n.id == resource), None)
 
 
-def subtree_kind(value: str | None) -> int:
-    """`__independent_subtree`: "1"/"yes" -> 1, "2"/"non-critical" -> 2, anything else 0."""
-    text = (value or "").strip().lower()
-    if text in ("2", "non-critical"):
-        return 2
-    return 1 if is_true(text) else 0
+def subtree_root(node: ResourceNode | None) -> ResourceNode | None:
+    """The independent subtree a failure of `node` is recovered in: the nearest node at or above it marked
+    `__independent_subtree` (the top-level service never counts), None when there is none. A failure propagates
+    up the tree until a marked node takes it, as in the original's status walk."""
+    while node is not None and node.parent is not None:
+        if node.independent:
+            return node
+        node = node.parent
+    return None
 
 
-def resource_id(resource: Resource) -> str:
-    return f"{resource.type}:{resource.key or ''}"
+def subtree_kind(root: ResourceNode | None) -> int:
+    """0 none, 1 independent, 2 non-critical."""
+    if root is None:
+        return 0
+    return 2 if root.non_critical else 1
 
 
-def _walk(children: tuple[Resource, ...], ancestors: tuple[Resource, ...]) -> Iterator[tuple[Resource, tuple]]:
-    for child in children:
-        yield child, ancestors
-        yield from _walk(child.children, (*ancestors, child))
-
-
-def _attr(resource: Resource, globals_: dict[tuple[str, str], Resource], name: str) -> str | None:
-    if name in resource.attrs:
-        return resource.attrs[name]
-    definition = globals_.get((resource.type, resource.key or ""))
-    return definition.attrs.get(name) if definition is not None else None
-
-
-def subtree_rule(view: ClusterView, service: Service, resource: str) -> SubtreeRule:
-    """Find `resource` (`type:key`) in the service's tree; its kind comes from the nearest node at or above it
-    carrying `__independent_subtree` (top-level services ignore it), its threshold from that same node."""
-    globals_ = {(r.type, r.key or ""): r for r in view.resources}
-    for node, ancestors in _walk(service.children, ()):
-        if resource_id(node) != resource:
-            continue
-        for candidate in (node, *reversed(ancestors)):
-            kind = subtree_kind(_attr(candidate, globals_, "__independent_subtree"))
-            if kind:
-                return SubtreeRule(kind, *_threshold(candidate, globals_))
-        return NO_SUBTREE
-    return NO_SUBTREE
-
-
-def _threshold(node: Resource, globals_: dict[tuple[str, str], Resource]) -> tuple[int | None, int | None]:
-    raw_max = _attr(node, globals_, "__max_restarts")
-    raw_expire = _attr(node, globals_, "__restart_expire_time")
-    if raw_max is None or raw_expire is None:
-        return None, None
-    try:
-        return int(raw_max.strip()), parse_time(raw_expire)
-    except ValueError:
-        return None, None
-
-
-def inline_allowed(rule: SubtreeRule, history: tuple[float, ...], now: float) -> tuple[bool, tuple[float, ...]]:
-    """May the subtree be restarted inline once more? Returns the verdict and the history to store.
-    Without a threshold there is no limit (and nothing to remember)."""
-    if rule.max_restarts is None or rule.expire is None or rule.max_restarts <= 0:
+def inline_allowed(threshold: Threshold | None, history: tuple[float, ...], now: float
+                   ) -> tuple[bool, tuple[float, ...]]:
+    """May the subtree be restarted inline once more (`__max_restarts` within `__restart_expire_time`)? Returns
+    the verdict and the history to store. Without a threshold (or a count of 0) there is no limit and nothing to
+    remember."""
+    if threshold is None or threshold.count <= 0:
         return True, ()
-    counted = live_restarts(history, rule.expire, now)
-    if len(counted) >= rule.max_restarts:
+    counted = live_restarts(history, threshold.window, now)
+    if len(counted) >= threshold.count:
         return False, ()
     return True, (*counted, now)
+
+
+def failure_ignored(threshold: Threshold | None, history: tuple[float, ...], now: float
+                    ) -> tuple[bool, tuple[float, ...]]:
+    """§2.5: "a failure is ignored while `__max_failures` has not been exceeded within `__failure_expire_time`".
+
+    The failure at `now` is counted with the live ones; up to `count` of them are ignored, the next one is acted
+    on and the history is cleared. Returns (ignored, history to store). No threshold or a count of 0: every
+    failure is acted on."""
+    if threshold is None or threshold.count <= 0:
+        return False, ()
+    counted = (*live_restarts(history, threshold.window, now), now)
+    if len(counted) > threshold.count:
+        return False, ()
+    return True, counted

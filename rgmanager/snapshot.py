@@ -71,15 +71,19 @@ class Membership:
     def online(self) -> tuple[str, ...]:
         return tuple(n.name for n in self.nodes if n.online)
 
-    def with_node(self, name: str, *, online: bool, clean: bool = True) -> Membership:
-        """A copy with `name` up or down (appended in id order when unknown)."""
+    def with_node(self, name: str, *, online: bool, clean: bool = True, node_id: int = 0) -> Membership:
+        """A copy with `name` up or down. An unknown node is inserted in node-id order (before the first node with
+        a higher id; id 0, unknown, goes last), so the membership order stays cman's."""
         nodes = list(self.nodes)
         for i, n in enumerate(nodes):
             if n.name == name:
                 nodes[i] = replace(n, online=online, clean=clean)
                 break
         else:
-            nodes.append(NodeState(name, 0, online, clean))
+            at = len(nodes)
+            if node_id > 0:
+                at = next((i for i, n in enumerate(nodes) if n.id == 0 or n.id > node_id), len(nodes))
+            nodes.insert(at, NodeState(name, node_id, online, clean))
         return replace(self, nodes=tuple(nodes))
 
     def with_quorum(self, quorate: bool) -> Membership:
@@ -114,7 +118,8 @@ class ServiceRecord:
     """The cluster-wide record of one service (rg_state_t), plus the restart history the recovery policy reads.
 
     `restarts` holds the times of the local restarts counted against max_restarts; `inline_restarts` the same
-    per independent subtree (resource id -> times), for `__max_restarts`.
+    per independent subtree (subtree root id -> times), for `__max_restarts`; `failures` the status failures
+    ignored so far per resource (resource id, "" for the service itself -> times), for `__max_failures`.
     """
 
     name: str
@@ -125,6 +130,7 @@ class ServiceRecord:
     last_transition: float = 0.0
     flags: Flag = Flag.NONE
     inline_restarts: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    failures: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     @property
     def frozen(self) -> bool:
@@ -145,14 +151,31 @@ class ServiceRecord:
         return self.state in (State.STOPPED, State.UNINITIALIZED) and self.last_transition == 0 and self.owner is None
 
     def inline_history(self, resource: str) -> tuple[float, ...]:
-        for key, times in self.inline_restarts:
-            if key == resource:
-                return times
-        return ()
+        return _history(self.inline_restarts, resource)
 
     def with_inline_history(self, resource: str, times: tuple[float, ...]) -> ServiceRecord:
-        kept = tuple((k, t) for k, t in self.inline_restarts if k != resource)
-        return replace(self, inline_restarts=(*kept, (resource, times)) if times else kept)
+        return replace(self, inline_restarts=_with_history(self.inline_restarts, resource, times))
+
+    def failure_history(self, resource: str) -> tuple[float, ...]:
+        return _history(self.failures, resource)
+
+    def with_failure_history(self, resource: str, times: tuple[float, ...]) -> ServiceRecord:
+        return replace(self, failures=_with_history(self.failures, resource, times))
+
+
+History = tuple[tuple[str, tuple[float, ...]], ...]
+
+
+def _history(items: History, key: str) -> tuple[float, ...]:
+    for k, times in items:
+        if k == key:
+            return times
+    return ()
+
+
+def _with_history(items: History, key: str, times: tuple[float, ...]) -> History:
+    kept = tuple((k, t) for k, t in items if k != key)
+    return (*kept, (key, times)) if times else kept
 
 
 class ServiceTable(Mapping[str, ServiceRecord]):
@@ -226,32 +249,55 @@ class NodeUp:
 
 @dataclass(frozen=True, slots=True)
 class ServiceFailed:
-    """A status check of `service` failed on its owner.
+    """A status check of `service` failed on `node` (None: its current owner).
 
-    `resource` is the failed resource's id (`type:key`, e.g. `script:httpd`) when known; `subtree` says whether
-    it lies in an independent (1) or non-critical (2) subtree, or neither (0). None: read it from the config's
-    `__independent_subtree` attributes (0 when there is no resource).
+    `resource` is the failed resource's id (`type:primary`, e.g. `script:httpd`, as `restree` names it) when
+    known; `subtree` says whether it lies in an independent (1) or non-critical (2) subtree, or neither (0). None:
+    read it from the config's `__independent_subtree` attributes (0 when there is no resource). A report naming a
+    node that no longer owns the service is late and is dropped.
     """
 
     service: str
     resource: str | None = None
     subtree: int | None = None
     now: float = 1.0
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class StopFailed:
-    """Stopping `service` failed: "#12: RG %s failed to stop; intervention required"."""
+    """Stopping `service` on `node` failed: "#12: RG %s failed to stop; intervention required".
+
+    The node matters because the plan that asked for the stop already recorded the service as stopped (or started
+    it elsewhere): the record is marked failed with last_owner = node whatever it says now."""
 
     service: str
+    node: str
     now: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
+class MigrateFailed:
+    """Live-migrating `service` away from `node` (the source) failed with agent return code `rc`.
+
+    150 means the VM still runs on the source (RG_ERELO); any other code leaves it in an unknown place (failed)."""
+
+    service: str
+    node: str
+    rc: int
+    now: float = 1.0
+
+
+ERELO_RC = 150  # the vm agent's "migration failed, still running on the source"
+
+
+@dataclass(frozen=True, slots=True)
 class ConfigChanged:
-    """A new configuration was activated; the planner's `config` argument is the new one."""
+    """A new configuration was activated; the planner's `config` argument is the new one, `previous` the one it
+    replaces (needed for the reconfiguration delta: without it, running services are not reconfigured)."""
 
     now: float = 1.0
+    previous: ClusterView | None = field(default=None, hash=False, repr=False)
 
 
 class UserOp(Enum):
@@ -276,7 +322,8 @@ class UserRequest:
     now: float = 1.0
 
 
-Event = QuorumFormed | QuorumLost | NodeDown | NodeUp | ServiceFailed | StopFailed | ConfigChanged | UserRequest
+Event = (QuorumFormed | QuorumLost | NodeDown | NodeUp | ServiceFailed | StopFailed | MigrateFailed | ConfigChanged
+         | UserRequest)
 
 
 def describe_event(event: Event) -> str:
@@ -290,11 +337,13 @@ def describe_event(event: Event) -> str:
             return f"node-down {node}"
         case NodeUp(node=node):
             return f"node-up {node}"
-        case ServiceFailed(service=service, resource=resource, subtree=subtree):
+        case ServiceFailed(service=service, resource=resource, subtree=subtree, node=node):
             text = f"service-fail {service}" + (f" {resource}" if resource else "")
-            return text + (f" subtree={subtree}" if subtree else "")
-        case StopFailed(service=service):
-            return f"stop-failed {service}"
+            return text + (f" subtree={subtree}" if subtree else "") + (f" node={node}" if node else "")
+        case StopFailed(service=service, node=node):
+            return f"stop-failed {service} {node}"
+        case MigrateFailed(service=service, node=node, rc=rc):
+            return f"migrate-failed {service} {node} {rc}"
         case ConfigChanged():
             return "config-changed"
         case UserRequest(op=op, service=service, target=target):

@@ -226,9 +226,12 @@ TRANSITIONS: dict[tuple[State, State], frozenset[Request] | None] = {
     (S.STARTED, S.MIGRATING): frozenset({R.MIGRATE}),
     (S.MIGRATING, S.STARTED): _ANY,
 }
-# A record whose owner died (and was fenced) is just marked stopped; a failed stop marks it failed.
-for _old in _RUNNING:
-    TRANSITIONS.setdefault((_old, S.STOPPED), _ANY)
+# A record whose owner died (and was fenced) is just marked stopped; a failed stop marks it failed. A stop failure
+# is reported after the plan that asked for the stop already recorded its end (stopped, disabled, recovering), so
+# those records can become failed too (an internal update: no request makes it).
+for _old in (*_RUNNING, S.STOPPED, S.DISABLED, S.RECOVERING, S.FAILED):
+    if _old in _RUNNING:
+        TRANSITIONS.setdefault((_old, S.STOPPED), _ANY)
     TRANSITIONS.setdefault((_old, S.FAILED), _ANY)
 del _old
 

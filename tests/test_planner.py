@@ -12,7 +12,9 @@ from rgmanager.planner import ActionKind, Plan, plan
 from rgmanager.snapshot import (
     ConfigChanged,
     Membership,
+    MigrateFailed,
     NodeDown,
+    NodeState,
     NodeUp,
     QuorumFormed,
     QuorumLost,
@@ -363,7 +365,7 @@ def test_explicit_subtree_kind_in_the_event_wins():
 
 
 def test_stop_failure_marks_failed_and_only_disable_clears_it():
-    p = run(WEB, StopFailed("www"), records=[started("www", "n1")])
+    p = run(WEB, StopFailed("www", "n1"), records=[started("www", "n1")])
     assert steps(p) == [("mark-failed", "www", "n1")] and state(p, "www") is State.FAILED
     assert p.actions[0].reason == "#12: RG service:www failed to stop; intervention required"
     assert plan(WEB, p.membership, p.table, NodeUp("n2")).placement == {}  # never started automatically
@@ -555,13 +557,14 @@ NODES4 = ("n1", "n2", "n3", "n4")
 
 node_st = st.sampled_from(NODES4)
 record_st = st.builds(
-    lambda sid, st_, node, frozen, t: ServiceRecord(
-        sid, st_, node if st_ in (State.STARTED, State.STARTING, State.STOPPING) else None,
-        flags=Flag.FROZEN if frozen else Flag.NONE, last_transition=t),
+    lambda sid, st_, node, last, frozen, t, owned: ServiceRecord(
+        sid, st_, node if st_ in (State.STARTED, State.STARTING, State.STOPPING, State.MIGRATING)
+        or (st_ is State.RECOVERABLE and owned) else None,
+        last_owner=last, flags=Flag.FROZEN if frozen else Flag.NONE, last_transition=t),
     st.sampled_from(NAMES),
     st.sampled_from([State.STOPPED, State.STARTED, State.DISABLED, State.FAILED, State.RECOVERING,
-                     State.STARTING]),
-    node_st, st.booleans(), st.sampled_from([0.0, 5.0]),
+                     State.STARTING, State.RECOVERABLE, State.MIGRATING]),
+    node_st, st.one_of(st.none(), node_st), st.booleans(), st.sampled_from([0.0, 5.0]), st.booleans(),
 )
 event_st = st.one_of(
     st.builds(QuorumFormed, now=st.just(50.0)),
@@ -569,7 +572,9 @@ event_st = st.one_of(
     st.builds(NodeDown, node_st, now=st.just(50.0)),
     st.builds(NodeUp, node_st, now=st.just(50.0)),
     st.builds(ServiceFailed, st.sampled_from(NAMES), now=st.just(50.0)),
-    st.builds(StopFailed, st.sampled_from(NAMES), now=st.just(50.0)),
+    st.builds(StopFailed, st.sampled_from(NAMES), node_st, now=st.just(50.0)),
+    st.builds(MigrateFailed, st.sampled_from(NAMES), node_st, st.sampled_from([150, 1]), now=st.just(50.0)),
+    st.builds(ServiceFailed, st.sampled_from(NAMES), now=st.just(50.0), node=node_st),
     st.builds(ConfigChanged, now=st.just(50.0)),
     st.builds(UserRequest, st.sampled_from(list(UserOp)), st.sampled_from(NAMES),
               st.one_of(st.none(), node_st), now=st.just(50.0)),
@@ -676,7 +681,7 @@ def test_locked_resource_groups_start_nothing_automatically():
 
 def test_failure_of_an_unknown_service_is_answered_not_raised():
     assert run(WEB, ServiceFailed("nope")).result is RGCode.ENOSERVICE
-    assert run(WEB, StopFailed("nope")).result is RGCode.ENOSERVICE
+    assert run(WEB, StopFailed("nope", "n1")).result is RGCode.ENOSERVICE
 
 
 def test_event_descriptions():
@@ -691,3 +696,219 @@ def test_actions_on_a_node_are_its_share_of_the_plan():
     p = run(WEB, NodeUp("n1"), online=("n2", "n3"), records=[started("www", "n2")])
     assert p.actions_on("n2") == p.actions_on("n1") == p.actions
     assert p.actions_on("n3") == ()
+
+
+# -- review fixes: failure reports name their node ----------------------------------------------------------------
+def test_stop_failed_after_disable_marks_failed_on_that_node():
+    d = run(WEB, UserRequest(UserOp.DISABLE, "www"), records=[started("www", "n1")])
+    assert state(d, "www") is State.DISABLED
+    p = plan(WEB, d.membership, d.table, StopFailed("www", "n1"))
+    assert steps(p) == [("mark-failed", "www", "n1")] and state(p, "www") is State.FAILED
+    assert p.table["service:www"].last_owner == "n1" and "nothing was being stopped" not in p.message
+
+
+def test_stop_failed_after_relocate_blames_the_source_and_stops_any_copy_on_the_target():
+    r = run(WEB, UserRequest(UserOp.RELOCATE, "www", "n2"), records=[started("www", "n1")])
+    assert steps(r) == [("relocate", "www", "n2")]
+    p = plan(WEB, r.membership, r.table, StopFailed("www", "n1"))
+    assert steps(p) == [("stop", "www", "n2"), ("mark-failed", "www", "n1")]
+    assert p.table["service:www"].last_owner == "n1" and state(p, "www") is State.FAILED and p.placement == {}
+
+
+def test_late_service_failure_about_an_old_owner_is_dropped():
+    p = run(WEB, ServiceFailed("www", node="n1"), records=[started("www", "n2")])
+    assert p.actions == () and "late report dropped" in p.message
+    q = run(WEB, ServiceFailed("www", node="n2"), records=[started("www", "n2")])
+    assert q.actions[0].request is Request.STOP_RECOVER
+
+
+# -- dependency cycles and long chains -------------------------------------------------------------------------------
+CYCLE = build(services=[{"name": "a", "depend": "service:b"}, {"name": "b", "depend": "service:a"}])
+
+
+def test_dependency_cycle_is_refused_with_one_clear_reason():
+    p = run(CYCLE, QuorumFormed(), records=[started("a", "n1"), started("b", "n2")])
+    assert p.result is RGCode.EDEADLCK and p.actions == ()
+    assert "service:a -> service:b -> service:a" in p.message
+    lost = run(CYCLE, QuorumLost(), records=[started("a", "n1"), started("b", "n2")])
+    assert lost.result is RGCode.SUCCESS and {a.service for a in lost.actions} == {"service:a", "service:b"}
+
+
+def test_cascade_through_a_cycle_terminates():
+    from rgmanager.planner import _Planner
+
+    table = ServiceTable([started("a", "n1"), started("b", "n2")])
+    planner = _Planner(catalog_of(CYCLE), membership(CYCLE), table, QuorumFormed())
+    planner.stop("service:a", Request.STOP, "test")
+    assert [(a.service, a.node) for a in planner.actions] == [("service:b", "n2"), ("service:a", "n1")]
+
+
+def test_a_700_long_dependency_chain_stops_deepest_first():
+    n = 700
+    config = build(services=[{"name": "s0"}] + [{"name": f"s{i}", "depend": f"service:s{i - 1}"}
+                                                 for i in range(1, n)])
+    records = [started(f"s{i}", "n1") for i in range(n)]
+    p = run(config, UserRequest(UserOp.DISABLE, "s0"), records=records)
+    assert len(p.actions) == n and p.result is RGCode.SUCCESS
+    assert p.actions[0].service == f"service:s{n - 1}" and p.actions[-1].service == "service:s0"
+    assert state(p, "s0") is State.DISABLED and p.placement == {}
+    q = run(config, QuorumFormed(), records=[])
+    assert len(q.placement) == n
+
+
+def test_transitional_hard_dependents_are_stopped_with_their_dependency():
+    for st_ in (State.STARTING, State.STOPPING, State.RECOVERABLE):
+        records = [started("db", "n1"), ServiceRecord("service:app", st_, "n3", last_transition=10)]
+        p = run(DEPS, UserRequest(UserOp.DISABLE, "db"), records=records)
+        assert steps(p)[0] == ("stop", "app", "n3"), st_
+        assert "service:app" not in p.placement
+
+
+# -- config changes: fencing, order, reconfiguration delta -------------------------------------------------------------
+def test_removed_service_whose_owner_is_down_but_not_fenced_keeps_its_record():
+    p = run(WEB, ConfigChanged(), online=("n1", "n2"), unclean=("n3",),
+            records=[started("www", "n1"), started("gone", "n3")])
+    assert "service:gone" in p.table and p.table["service:gone"].owner == "n3"
+    assert [(x.service, x.code) for x in p.pending] == [("service:gone", RGCode.EFENCE)]
+    fenced = plan(WEB, p.membership, p.table, NodeDown("n3"))
+    after = plan(WEB, fenced.membership, fenced.table, ConfigChanged())
+    assert "service:gone" not in after.table
+
+
+def test_removed_services_are_processed_in_sorted_order():
+    records = [started(name, "n2") for name in ("zeta", "mid", "alpha")]  # reverse order in the table
+    p = run(WEB, ConfigChanged(), records=records)
+    assert [a.service for a in p.actions if a.kind is ActionKind.STOP] == [
+        "service:alpha", "service:mid", "service:zeta"]
+
+
+RECONF_OLD = build(services=[
+    {"name": "www", "children": '<fs name="data" device="/dev/sdb1" mountpoint="/d">'
+                                '<script name="app" file="/etc/init.d/app"/></fs>'},
+    {"name": "same", "children": '<script name="s" file="/etc/init.d/s"/>'},
+    {"name": "moved", "children": '<script name="m" file="/etc/init.d/m"/>'},
+])
+RECONF_NEW = build(
+    domains={"only3": (RESTRICTED, [("n3", None)])},
+    services=[
+        {"name": "www", "children": '<fs name="data" device="/dev/sdb1" mountpoint="/d">'
+                                    '<script name="app" file="/etc/init.d/app2"/></fs>'},
+        {"name": "same", "children": '<script name="s" file="/etc/init.d/s"/>'},
+        {"name": "moved", "domain": "only3", "children": '<script name="m" file="/etc/init.d/m2"/>'},
+        {"name": "fresh"},
+    ],
+)
+
+
+def test_config_change_reconfigures_only_the_changed_resources_of_running_services():
+    records = [started("www", "n1"), started("same", "n2"), started("moved", "n1")]
+    p = run(RECONF_NEW, ConfigChanged(previous=RECONF_OLD), records=records)
+    reconf = [a for a in p.actions if a.kind is ActionKind.RECONFIGURE]
+    assert [(a.service, a.node, a.stop_ids, a.start_ids) for a in reconf] == [
+        ("service:www", "n1", ("script:app",), ("script:app",))]  # "moved" relocates instead, "same" unchanged
+    assert ("relocate", "moved", "n3") in steps(p) and owner(p, "fresh") is not None
+    assert reconf[0].to_dict()["stop"] == ["script:app"] and "stop script:app" in reconf[0].describe()
+    assert all(a.kind is not ActionKind.RECONFIGURE for a in run(RECONF_NEW, ConfigChanged(), records=records).actions)
+
+
+# -- failback and the rgmanager lock -----------------------------------------------------------------------------------
+def test_failback_is_skipped_while_resource_groups_are_locked():
+    p = run(WEB, NodeUp("n1"), online=("n2", "n3"), records=[started("www", "n2")], locked=True)
+    assert p.actions == () and owner(p, "www") == "n2"
+    assert steps(run(WEB, NodeUp("n1"), online=("n2", "n3"), records=[started("www", "n2")])) == [
+        ("relocate", "www", "n1")]
+
+
+# -- __max_failures / __failure_expire_time, restree's special attributes ---------------------------------------------
+FAILURES = build(services=[{"name": "s", "__max_failures": 2, "__failure_expire_time": 60, "children": (
+    '<script name="app" file="/etc/init.d/app" __max_failures="1" __failure_expire_time="30"/>'
+    '<script name="plain" file="/etc/init.d/plain"/>'
+    '<script name="nc" file="/etc/init.d/nc" __independent_subtree="2" __max_restarts="-1" '
+    '__restart_expire_time="60"/>'
+)}])
+
+
+def fail_sequence(config, events) -> list[Plan]:
+    table, m, out = ServiceTable([started("s", "n1")]), membership(config), []
+    for event in events:
+        p = plan(config, m, table, event)
+        out.append(p)
+        table = p.table
+    return out
+
+
+def test_failures_below_max_failures_are_ignored_per_resource():
+    plans = fail_sequence(FAILURES, [ServiceFailed("s", "script:app", now=t) for t in (10, 20, 30)])
+    assert [p.actions for p in plans[:1]] == [()] and "ignored" in plans[0].message
+    assert plans[1].actions[0].request is Request.STOP_RECOVER  # the 2nd within 30 s exceeds max 1
+    assert plans[1].table["service:s"].failure_history("script:app") == ()
+    assert plans[2].actions == ()  # counting starts again
+    late = fail_sequence(FAILURES, [ServiceFailed("s", "script:app", now=t) for t in (10, 45)])
+    assert late[1].actions == ()  # the failure at 10 expired at 40
+
+
+def test_service_level_max_failures_applies_when_no_resource_is_named():
+    plans = fail_sequence(FAILURES, [ServiceFailed("s", now=t) for t in (10, 20, 30)])
+    assert [bool(p.actions) for p in plans] == [False, False, True]
+    plain = fail_sequence(FAILURES, [ServiceFailed("s", "script:plain", now=10)])
+    assert plain[0].actions[0].request is Request.STOP_RECOVER  # its own node has no threshold
+
+
+def test_negative_max_restarts_is_ignored_as_restree_ignores_it():
+    p = run(FAILURES, ServiceFailed("s", "script:nc"), records=[started("s", "n1")])
+    assert [a.kind for a in p.actions] == [ActionKind.SET_PARTIAL]  # no threshold: stopped, flagged partial
+
+
+NESTED = build(
+    body='<resources><fs name="shared" device="/dev/sdc" mountpoint="/s" __independent_subtree="1" '
+         '__max_restarts="1" __restart_expire_time="60"/></resources>',
+    services=[{"name": "s", "children": '<fs ref="shared"><ip address="10.1.1.1"/></fs>'}],
+)
+
+
+def test_failure_inside_an_independent_subtree_recovers_that_subtree_by_restree_id():
+    plans = fail_sequence(NESTED, [ServiceFailed("s", "ip:10.1.1.1", now=t) for t in (10, 20)])
+    assert [(a.kind, a.resource) for a in plans[0].actions] == [(ActionKind.RECOVER_SUBTREE, "fs:shared")]
+    assert plans[1].actions[0].request is Request.STOP_RECOVER  # the subtree's own threshold (1) is exceeded
+
+
+# -- migration failures --------------------------------------------------------------------------------------------
+def test_migrate_failure_150_keeps_the_vm_on_its_source():
+    m = plan(REQ, membership(REQ), ServiceTable([started("vm:guest", "n1")]),
+             UserRequest(UserOp.MIGRATE, "vm:guest", "n2"))
+    assert owner(m, "guest") == "n2"
+    p = plan(REQ, m.membership, m.table, MigrateFailed("vm:guest", "n1", 150))
+    assert owner(p, "guest") == "n1" and p.result is RGCode.ERELO
+    assert [(a.kind, a.node, a.code) for a in p.actions] == [(ActionKind.MARK_STARTED, "n1", RGCode.ERELO)]
+    q = plan(REQ, m.membership, m.table, MigrateFailed("vm:guest", "n1", 1))
+    assert state(q, "vm:guest") is State.FAILED and q.table["vm:guest"].last_owner == "n1"
+    stale = plan(REQ, m.membership, m.table, MigrateFailed("vm:guest", "n3", 150))
+    assert stale.actions == () and "late report" in stale.message
+
+
+# -- records that arrive mid-recovery ------------------------------------------------------------------------------
+def test_recovering_record_gets_its_recovery_policy_on_the_last_owner():
+    config = recovery_conf("restart")
+    p = run(config, NodeUp("n3"), records=[rec("s", State.RECOVERING, last_owner="n2")])
+    assert steps(p) == [("start", "s", "n2")] and p.actions[0].request is Request.START_RECOVER
+    lost_owner = run(config, NodeUp("n3"), online=("n1", "n3"), records=[rec("s", State.RECOVERING, last_owner="n2")])
+    assert owner(lost_owner, "s") == "n1"
+    recoverable = run(recovery_conf("relocate"), NodeUp("n3"),
+                      records=[rec("s", State.RECOVERABLE, last_owner="n1")])
+    assert owner(recoverable, "s") == "n2" and recoverable.actions[-1].request is Request.START_RECOVER
+
+
+def test_restart_at_the_expiry_boundary_is_forgotten():
+    from rgmanager.recovery import live_restarts
+
+    assert live_restarts((10.0,), 60, 70.0) == ()  # now - t == expire: forgotten
+    assert live_restarts((10.0,), 60, 69.9) == (10.0,)
+    plans = fail_times(recovery_conf("restart", 1, "60"), [10, 70])
+    assert steps(plans[1])[-1] == ("start", "s", "n1")  # not a second restart inside the window
+    assert plans[1].table["service:s"].restarts == (70,)
+
+
+def test_membership_with_node_keeps_node_id_order():
+    m = Membership((NodeState("n1", 1), NodeState("n3", 3)))
+    assert [n.name for n in m.with_node("n2", online=True, node_id=2).nodes] == ["n1", "n2", "n3"]
+    assert [n.name for n in m.with_node("n9", online=False).nodes] == ["n1", "n3", "n9"]  # id unknown: last

@@ -130,6 +130,9 @@ LEGAL = [
     (State.FAILED, State.DISABLED, Request.DISABLE),
     (State.STARTED, State.MIGRATING, Request.MIGRATE),
     (State.STARTED, State.STOPPED, None),  # the owner died and was fenced: the record is just marked
+    (State.DISABLED, State.FAILED, None),  # the stop a disable asked for failed (reported after the plan)
+    (State.STOPPED, State.FAILED, None),
+    (State.RECOVERING, State.FAILED, None),
 ]
 
 ILLEGAL = [
@@ -142,6 +145,7 @@ ILLEGAL = [
     (State.STOPPED, State.STARTED, Request.START),  # starting is not skipped
     (State.STARTED, State.UNINITIALIZED, None),
     (State.STOPPED, State.DISABLED, Request.STOP),
+    (State.UNINITIALIZED, State.FAILED, None),  # nothing was ever stopped
 ]
 
 

@@ -204,3 +204,75 @@ def test_usage_errors_exit_2(conf, capsys):
     assert "--online" in capsys.readouterr().err
     assert simulate_main([str(conf), "--event", "node-down n1"]) == 2  # --state is required
     assert place_main(["--help"]) == 0
+
+
+# -- review fixes ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("state", "message"),
+    [
+        ({"services": {"www": {"flags": 5}}}, "services.www: flags: expected a string or a list"),
+        ({"services": {"www": {"flags": [1]}}}, "services.www: flags: expected a string or a list"),
+        ('{"now": 1e999}', "now: expected a number"),
+        ('{"services": {"www": {"restarts": [NaN]}}}', "services.www: restarts: expected a number"),
+        ('{"now": Infinity}', "now: expected a number"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply"),
+        ({"services": {"www": {"state": "started", "owner": "n9"}}}, "services.www: owner: no node 'n9'"),
+        ({"services": {"www": {"last_owner": "n9"}}}, "services.www: last_owner: no node 'n9'"),
+        ({"local": "n9"}, "local: no node 'n9'"),
+        ({"services": {"nope": {}}}, "services.nope: no service 'nope'"),
+        ({"services": {"www": {"state": "recoverable"}}}, "state recoverable needs an owner"),
+    ],
+)
+def test_more_bad_state_files_are_one_clear_line(conf, tmp_path, capsys, state, message):
+    path = tmp_path / "state.json"
+    path.write_text(state if isinstance(state, str) else json.dumps(state))
+    assert simulate_main([str(conf), "--state", str(path), "--event", "node-down n1"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.strip().splitlines()) == 1 and message in captured.err
+
+
+@pytest.mark.parametrize(
+    ("events", "message"),
+    [
+        (["node-down n1 at=100", "node-up n1 at=50"], "before the previous event's time"),
+        (["node-up n1 at=nan"], "finite"),
+        (["migrate-failed www n1 oops"], "RC is the agent's return code"),
+        (["stop-failed www n9"], "no node 'n9'"),
+    ],
+)
+def test_bad_event_times_and_names(conf, running, capsys, events, message):
+    argv = [str(conf), "--state", str(running)]
+    for e in events:
+        argv += ["--event", e]
+    assert simulate_main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err and len(captured.err.strip().splitlines()) == 1
+
+
+def test_dependency_cycle_config_is_refused_with_the_lint_line(tmp_path, capsys):
+    path = tmp_path / "cycle.conf"
+    path.write_text(build_xml(services=[{"name": "a", "depend": "service:b"}, {"name": "b", "depend": "service:a"}]))
+    assert place_main([str(path), "--online", "n1"]) == 1
+    err = capsys.readouterr().err
+    assert "DEPEND_CYCLE" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_stop_failed_defaults_to_the_owner_and_migrate_failed_parses(conf, running, capsys):
+    data = run_json(simulate_main, [str(conf), "--state", str(running), "--event", "disable www",
+                                    "--event", "stop-failed www n1"], capsys)
+    assert data["state"]["services"]["service:www"]["state"] == "failed"
+    assert data["state"]["services"]["service:www"]["last_owner"] == "n1"
+    data = run_json(simulate_main, [str(conf), "--state", str(running), "--event", "stop-failed www"], capsys)
+    assert data["events"][0]["actions"][-1]["action"] == "mark-failed"
+    data = run_json(simulate_main, [str(conf), "--state", str(running), "--event", "migrate-failed www n1 150"],
+                    capsys)
+    assert data["events"][0]["event"] == "migrate-failed www n1 150"
+
+
+def test_config_changed_reconfigures_against_the_previous_file(conf, running, tmp_path, capsys):
+    new = tmp_path / "new.conf"
+    new.write_text(CONF.replace('<service name="www" domain="web">',
+                                '<service name="www" domain="web"><script name="x" file="/etc/init.d/x"/>'))
+    data = run_json(simulate_main, [str(conf), "--state", str(running), "--event", f"config-changed {new}"], capsys)
+    reconf = [a for a in data["events"][0]["actions"] if a["action"] == "reconfigure"]
+    assert reconf and reconf[0]["service"] == "service:www" and reconf[0]["start"] == ["script:x"]

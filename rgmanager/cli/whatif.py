@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
@@ -18,12 +19,14 @@ from typing import Any
 
 from cluster_conf import ClusterConf, ConfigError
 from cluster_conf.model import ClusterView, view
+from cluster_conf.validation import validate
 from rgmanager.placement import catalog_of
 from rgmanager.planner import Plan, plan
 from rgmanager.snapshot import (
     ConfigChanged,
     Event,
     Membership,
+    MigrateFailed,
     NodeDown,
     NodeUp,
     QuorumFormed,
@@ -37,7 +40,7 @@ from rgmanager.snapshot import (
     describe_event,
     service_id,
 )
-from rgmanager.states import Flag, State
+from rgmanager.states import ACTIVE_STATES, Flag, State
 
 MAX_STATE_BYTES = 16 * 1024 * 1024
 
@@ -48,16 +51,33 @@ class BadInput(Exception):
 
 # -- loading ------------------------------------------------------------------------------------------------
 def load_config(path: str) -> ClusterView:
+    """Load and view `path`; a configuration whose services depend on each other in a cycle is refused here with
+    the configuration check's own DEPEND_CYCLE report (the planner would refuse every event)."""
     try:
-        return view(ClusterConf.load(path))
+        conf = ClusterConf.load(path)
     except ConfigError as exc:
         raise BadInput(str(exc)) from None
+    config = view(conf)
+    if catalog_of(config).cycle:
+        cycles = [r for r in validate(conf, lint=False, relaxng=False) if r.code == "DEPEND_CYCLE"]
+        if cycles:
+            raise BadInput(cycles[0].format(path))
+        raise BadInput(f"{path}: services depend on each other in a cycle: {' -> '.join(catalog_of(config).cycle)}")
+    return config
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise BadInput(f"{where}: expected a number of seconds >= 0, got {json.dumps(value)}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise BadInput(f"{where}: expected a number of seconds >= 0 (finite), got {json.dumps(value)}")
     return float(value)
+
+
+def _node(value: Any, membership: Membership, where: str) -> str | None:
+    """A node name that must be in the configuration."""
+    name = _name(value, where)
+    if name is not None and membership.node(name) is None:
+        raise BadInput(f"{where}: no node {name!r} in the configuration")
+    return name
 
 
 def _name(value: Any, where: str) -> str | None:
@@ -97,6 +117,8 @@ def read_state(path: str, config: ClusterView) -> Snapshot:
         raise BadInput(f"{path}: larger than {MAX_STATE_BYTES} bytes")
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise BadInput(f"{path}: JSON nested too deeply") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         line = getattr(exc, "lineno", None)
         raise BadInput(f"{path}{f':{line}' if line else ''}: not valid JSON: {getattr(exc, 'msg', exc)}") from None
@@ -110,7 +132,8 @@ def parse_state(data: Any, config: ClusterView, source: str = "STATE.json") -> S
     quorate = data.get("quorate", True)
     if not isinstance(quorate, bool):
         raise BadInput(f"{source}: quorate: expected true or false")
-    membership = Membership.from_config(config, quorate=quorate, local=_name(data.get("local"), f"{source}: local"))
+    membership = Membership.from_config(config, quorate=quorate)
+    membership = replace(membership, local=_node(data.get("local"), membership, f"{source}: local"))
     locked = data.get("locked", False)
     if not isinstance(locked, bool):
         raise BadInput(f"{source}: locked: expected true or false")
@@ -127,31 +150,42 @@ def parse_state(data: Any, config: ClusterView, source: str = "STATE.json") -> S
             raise BadInput(f"{where}: no such node in the configuration")
         membership = membership.with_node(name, online=online, clean=clean)
     services = _object(data.get("services", {}), f"{source}: services")
-    records = [parse_record(name, info, config, f"{source}: services.{name}") for name, info in services.items()]
+    records: dict[str, ServiceRecord] = {}
+    for name, info in services.items():
+        record = parse_record(name, info, config, membership, f"{source}: services.{name}")
+        if record.name in records:
+            raise BadInput(f"{source}: services.{name}: {record.name} is listed twice")
+        records[record.name] = record
     return Snapshot(now, membership, ServiceTable(records))
 
 
-def parse_record(name: str, info: Any, config: ClusterView, where: str) -> ServiceRecord:
+def parse_record(name: str, info: Any, config: ClusterView, membership: Membership, where: str) -> ServiceRecord:
     info = _object(info, where)
     _known_keys(info, {"state", "owner", "last_owner", "restarts", "last_transition", "flags"}, where)
     svc = config.service(name)
-    sid = svc.id if svc is not None else service_id(name)
+    if svc is None:
+        raise BadInput(f"{where}: no service {name!r} in the configuration")
+    state_value, flags_value = info.get("state", "stopped"), info.get("flags", [])
+    if isinstance(state_value, bool) or not isinstance(state_value, str | int):
+        raise BadInput(f"{where}: state: expected a state name or code, got {json.dumps(state_value)}")
+    if not isinstance(flags_value, str | list) or not all(isinstance(f, str) for f in flags_value):
+        raise BadInput(f"{where}: flags: expected a string or a list of strings, got {json.dumps(flags_value)}")
     try:
-        state = State.parse(info.get("state", "stopped"))
-        flags = Flag.parse(info.get("flags", []))
+        state = State.parse(state_value)
+        flags = Flag.parse(flags_value)
     except ValueError as exc:
         raise BadInput(f"{where}: {exc}") from None
     restarts = info.get("restarts", [])
     if not isinstance(restarts, list):
         raise BadInput(f"{where}: restarts: expected a list of times")
-    owner = _name(info.get("owner"), f"{where}: owner")
-    if owner is None and state in (State.STARTED, State.STARTING, State.STOPPING, State.MIGRATING):
+    owner = _node(info.get("owner"), membership, f"{where}: owner")
+    if owner is None and state in ACTIVE_STATES:
         raise BadInput(f"{where}: state {state.label} needs an owner")
     return ServiceRecord(
-        sid,
+        svc.id,
         state,
         owner,
-        _name(info.get("last_owner"), f"{where}: last_owner"),
+        _node(info.get("last_owner"), membership, f"{where}: last_owner"),
         tuple(_number(t, f"{where}: restarts") for t in restarts),
         _number(info.get("last_transition", 1 if owner else 0), f"{where}: last_transition"),
         flags,
@@ -185,8 +219,9 @@ def state_to_dict(now: float, membership: Membership, table: ServiceTable) -> di
 # -- events -------------------------------------------------------------------------------------------------
 _OPS = {op.value: op for op in UserOp}
 EVENT_HELP = (
-    "node-down NODE | node-up NODE | quorum-formed | quorum-lost | service-fail SERVICE [RESOURCE] [subtree=1|2] | "
-    "stop-failed SERVICE | config-changed FILE | " + " | ".join(
+    "node-down NODE | node-up NODE | quorum-formed | quorum-lost | "
+    "service-fail SERVICE [RESOURCE] [subtree=1|2] [node=NODE] | "
+    "stop-failed SERVICE [NODE] | migrate-failed SERVICE NODE RC | config-changed FILE | " + " | ".join(
         f"{op} SERVICE" + (" NODE" if op == "migrate" else " [NODE]" if op in ("enable", "relocate") else "")
         for op in _OPS
     ) + "; each may end with at=SECONDS"
@@ -203,17 +238,23 @@ def parse_event(text: str, now: float) -> tuple[Event, str | None]:
     if not words:
         raise BadInput(f"--event {text!r}: empty event (expected {EVENT_HELP})")
     verb, args = words[0].lower(), words[1:]
-    allowed = {"at"} | ({"subtree"} if verb == "service-fail" else set())
+    allowed = {"at"} | ({"subtree", "node"} if verb == "service-fail" else set())
     for key in options:
         if key not in allowed:
             raise BadInput(f"--event {text!r}: unknown option {key}=")
     if "at" in options:
+        previous = now
         try:
             now = float(options["at"])
         except ValueError:
             raise BadInput(f"--event {text!r}: at= needs a number of seconds") from None
+        if not math.isfinite(now):
+            raise BadInput(f"--event {text!r}: at= needs a finite number of seconds")
         if now <= 0:
             raise BadInput(f"--event {text!r}: at= must be > 0 (0 means 'never transitioned')")
+        if now < previous:
+            raise BadInput(f"--event {text!r}: at={options['at']} is before the previous event's time {previous:g}; "
+                           "events happen in order")
 
     def need(low: int, high: int, shape: str) -> None:
         if not low <= len(args) <= high:
@@ -234,10 +275,17 @@ def parse_event(text: str, now: float) -> tuple[Event, str | None]:
             if options["subtree"] not in ("0", "1", "2"):
                 raise BadInput(f"--event {text!r}: subtree= is 0, 1 (independent) or 2 (non-critical)")
             subtree = int(options["subtree"])
-        event = ServiceFailed(args[0], args[1] if len(args) > 1 else None, subtree, now)
+        event = ServiceFailed(args[0], args[1] if len(args) > 1 else None, subtree, now, options.get("node"))
     elif verb == "stop-failed":
-        need(1, 1, "SERVICE")
-        event = StopFailed(args[0], now)
+        need(1, 2, "SERVICE [NODE]")
+        event = StopFailed(args[0], args[1] if len(args) > 1 else OWNER, now)
+    elif verb == "migrate-failed":
+        need(3, 3, "SERVICE NODE RC")
+        try:
+            rc = int(args[2])
+        except ValueError:
+            raise BadInput(f"--event {text!r}: RC is the agent's return code, an integer") from None
+        event = MigrateFailed(args[0], args[1], rc, now)
     elif verb == "config-changed":
         need(1, 1, "FILE")
         event, config_file = ConfigChanged(now), args[0]
@@ -255,11 +303,30 @@ def parse_event(text: str, now: float) -> tuple[Event, str | None]:
     return event, config_file
 
 
+OWNER = ""  # stop-failed without a node: the service's owner (or last owner) when the event runs
+
+
 def check_event_names(event: Event, config: ClusterView, membership: Membership, text: str) -> None:
     """Unknown nodes in node events are input errors; unknown services and targets are answered by the planner."""
     node = getattr(event, "node", None)
-    if node is not None and membership.node(node) is None:
+    if node and membership.node(node) is None:
         raise BadInput(f"--event {text!r}: no node {node!r} in the configuration")
+
+
+def resolve_event(event: Event, config: ClusterView, table: ServiceTable, text: str) -> Event:
+    """Fill in what an event takes from the state it runs on: config-changed gets the configuration it replaces,
+    stop-failed without a node gets the service's owner (or last owner)."""
+    if isinstance(event, ConfigChanged):
+        return replace(event, previous=config)
+    if isinstance(event, StopFailed) and event.node == OWNER:
+        rule = catalog_of(config).find(event.service)
+        rec = table.record(rule.id if rule is not None else service_id(event.service))
+        node = rec.owner or rec.last_owner
+        if node is None:
+            raise BadInput(f"--event {text!r}: {rec.name} has no owner or last owner; name the node "
+                           "(stop-failed SERVICE NODE)")
+        return replace(event, node=node)
+    return event
 
 
 # -- output -------------------------------------------------------------------------------------------------
@@ -414,7 +481,9 @@ def _simulate(argv: Sequence[str] | None) -> int:
         parsed.append((text, event, load_config(config_file) if config_file else None))
         now = event.now
     results: list[Plan] = []
-    for _text, event, new_config in parsed:
+    for index, (text, event, new_config) in enumerate(parsed):
+        event = resolve_event(event, config, table, text)
+        parsed[index] = (text, event, new_config)
         config = new_config or config
         result = plan(config, membership, table, event)
         results.append(result)
