@@ -19,11 +19,12 @@ sequence functions default to `rgmanager.restree.start_sequence` / `stop_sequenc
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from cluster_conf.schema import parse_time
-from rgmanager.agents.base import OCF, OCF_NAMES, Agent, Result, UnknownAgentType, agent_for
+from rgmanager.agents.base import OCF, OCF_NAMES, Agent, Result, UnknownAgentType, agent_for, unexpected
 
 OPS = ("start", "stop", "status")
 
@@ -88,16 +89,51 @@ def action_timeouts(node: Any, depth: int = 0) -> dict[str, float]:
     return found
 
 
+def accepted_options(cls: type) -> set[str] | None:
+    """The keyword arguments the constructors of `cls` (and its bases) name; None if one takes any keyword."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        params = inspect.signature(init).parameters.values()
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return names  # this constructor is the last one the keywords can reach
+    return None
+
+
+def options_for(cls: type, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The agent options this agent class takes: `ocf_root` reaches the ocf agent and no other."""
+    accepted = accepted_options(cls)
+    return {k: v for k, v in options.items() if accepted is None or k in accepted}
+
+
 def make_agent(node: Any, agent_factory: Callable[[str], type[Agent]], options: Mapping[str, Any],
                log: Callable[[str], None], depth: int = 0) -> Agent | Result:
-    """The agent for a node, or a failed Result saying why there is none."""
+    """The agent for a node, or a failed Result saying why there is none (never an exception)."""
     try:
         cls = agent_factory(node.type)
     except UnknownAgentType as exc:
         return Result(OCF.ERR_INSTALLED, str(exc))
-    options = dict(options)
-    timeouts = {**action_timeouts(node, depth), **dict(options.pop("timeouts", None) or {})}
-    return cls(node.attrs, log=log, timeouts=timeouts, **options)
+    except Exception as exc:  # one line per resource, never a traceback
+        return unexpected(f"{node.type}: choosing the agent", exc)
+    try:
+        options = dict(options)
+        timeouts = {**action_timeouts(node, depth), **dict(options.pop("timeouts", None) or {})}
+        return cls(node.attrs, log=log, timeouts=timeouts, **options_for(cls, options))
+    except Exception as exc:
+        return unexpected(f"{node.type}: creating the agent", exc)
+
+
+def run_agent(agent: Agent | Result, op: str, depth: int) -> Result:
+    """The agent's result for `op`; an exception escaping a (third-party) agent becomes one OCF 1 line."""
+    if isinstance(agent, Result):
+        return agent
+    try:
+        return agent.run(op, depth)
+    except Exception as exc:
+        return unexpected(f"{agent.type_name} {op}", exc)
 
 
 def run_service(
@@ -115,8 +151,9 @@ def run_service(
     """Run `op` ("start", "stop" or "status") over the service tree rooted at `tree`; 0 on success, else 1.
 
     `conf` is the configuration the tree was built from; the built-in agents need nothing from it beyond the
-    resolved attributes, so it may be None. `agent_options` are passed to every agent's constructor
-    (for example `timeouts` or `run_dir`).
+    resolved attributes, so it may be None. `agent_options` are keyword arguments for the agents'
+    constructors (`timeouts`, `run_dir`, `ocf_root`, ...): each agent gets the ones its constructor takes.
+    An unexpected exception anywhere in an agent becomes that resource's OCF 1 line naming the exception type.
     """
     if op not in OPS:
         log(f"[{op}] unknown operation; use one of: {', '.join(OPS)}")
@@ -133,8 +170,7 @@ def run_service(
         if node.id in skipped:
             log(f"[{op}] {node.id} skipped: a non-critical parent failed")
             continue
-        agent = make_agent(node, agent_factory, options, log, depth)
-        result = agent if isinstance(agent, Result) else agent.run(op, depth)
+        result = run_agent(make_agent(node, agent_factory, options, log, depth), op, depth)
         log(f"[{op}] {node.id} {_outcome(result)}")
         if result.ok:
             continue

@@ -24,9 +24,11 @@ def _ip_state() -> str:
 def test_loopback_mode_changes_no_interface_and_checks_the_address_is_usable() -> None:
     before = _ip_state()
     agent = agent_for("ip")({"address": "127.0.0.77"})
-    for result in (agent.start(), agent.status(), agent.status(10)):
+    for run in (agent.start, agent.status, lambda: agent.status(10)):
+        result = run()
         assert result.ok, result
         assert result.message == "loopback mode: 127.0.0.77 is usable (no interface changed)"
+        assert _ip_state() == before  # after start and after each status, not only at the end
     # the address really is usable: a server can listen on it while the resource is "started"
     with socket.socket() as server:
         server.bind(("127.0.0.77", 0))
@@ -66,6 +68,13 @@ def test_loopback_mode_for_ipv6_localhost() -> None:
         ("10.1.2.255/24", None, "ip: '10.1.2.255/24' is the network or broadcast address of its subnet"),
         ("2001:db8::5", "inet", "ip: '2001:db8::5' is not an IPv4 address but family is 'inet'"),
         ("10.1.2.3", "inet6", "ip: '10.1.2.3' is not an IPv6 address but family is 'inet6'"),
+        ("::ffff:10.0.0.1", None,
+         "ip: '::ffff:10.0.0.1' is an IPv4-mapped IPv6 address; write the IPv4 address 10.0.0.1 instead"),
+        ("::ffff:127.0.0.5", None,
+         "ip: '::ffff:127.0.0.5' is an IPv4-mapped IPv6 address; write the IPv4 address 127.0.0.5 instead"),
+        ("10.1.2.3/4", None, "ip: '10.1.2.3/4' has a prefix broader than /8"),
+        ("10.1.2.3/0", None, "ip: '10.1.2.3/0' has a prefix broader than /8"),
+        ("10.1.2.3/240.0.0.0", None, "ip: '10.1.2.3/240.0.0.0' has a prefix broader than /8"),
     ],
 )
 def test_invalid_addresses_give_one_clear_error(address: str, family: str | None, message: str) -> None:
@@ -88,7 +97,7 @@ def test_family_outside_the_allowed_choices_is_refused() -> None:
         ("2001:db8::5", "2001:db8::5/128"),
         ("2001:db8::5/64", "2001:db8::5/64"),
         ("fe80::1/64", "fe80::1/64"),
-        ("::ffff:10.0.0.1", "::ffff:a00:1/128"),
+        ("10.1.2.3/8", "10.1.2.3/8"),
         ("10.1.2.3", "10.1.2.3/32"),
         ("10.1.2.3/255.255.255.0", "10.1.2.3/24"),
     ],

@@ -145,3 +145,38 @@ def test_the_bridge_passes_the_ocf_environment_verbatim(tmp_path: Path) -> None:
     missing = agent_for("ocf")({"name": "r2", "provider": "acme", "type": "recorder"}, ocf_root=str(root)).start()
     assert missing.rc == OCF.ERR_CONFIGURED and "required parameter 'greeting'" in missing.message
     assert agent.run("migrate_to").rc == OCF.ERR_UNIMPLEMENTED
+
+
+CODES = """#!/bin/sh
+# An OCF agent whose exit codes the test picks: ACTION=CODE pairs in OCF_RESKEY_codes.
+if [ "$1" = meta-data ]; then
+  echo '<?xml version="1.0"?><resource-agent name="codes"><parameters>'
+  echo '<parameter name="codes"><content type="string"/></parameter></parameters>'
+  echo '<actions><action name="start"/><action name="stop"/><action name="monitor"/></actions></resource-agent>'
+  exit 0
+fi
+for pair in $OCF_RESKEY_codes; do
+  [ "${pair%%=*}" = "$1" ] && { echo "said $1"; exit "${pair#*=}"; }
+done
+exit 0
+"""
+
+
+@pytest.mark.parametrize(("codes", "op", "rc", "message"), [
+    ("monitor=8", "status", OCF.SUCCESS, "running (as promoted, OCF 8): said monitor"),
+    ("monitor=9", "status", OCF.ERR_GENERIC, "failed (as promoted, OCF 9): said monitor"),
+    ("monitor=7", "status", OCF.NOT_RUNNING, "said monitor"),
+    ("start=42", "start", OCF.ERR_GENERIC, "start exited 42, which is not an OCF exit code: said start"),
+    ("stop=200", "stop", OCF.ERR_GENERIC, "stop exited 200, which is not an OCF exit code: said stop"),
+    ("start=6", "start", OCF.ERR_CONFIGURED, "said start"),
+])
+def test_ocf_exit_codes_outside_the_range_and_promoted_monitor(tmp_path: Path, codes: str, op: str, rc: int,
+                                                               message: str) -> None:
+    agent_dir = tmp_path / "ocf" / "resource.d" / "acme"
+    agent_dir.mkdir(parents=True)
+    (agent_dir / "codes").write_text(CODES)
+    (agent_dir / "codes").chmod(0o755)
+    agent = agent_for("ocf")({"name": "c", "provider": "acme", "type": "codes", "codes": codes},
+                             ocf_root=str(tmp_path / "ocf"))
+    result = agent.run(op)
+    assert (result.rc, result.message) == (rc, message)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rgmanager.agents import OCF, agent_for, run_process
+from rgmanager.agents import OCF, Agent, agent_for, run_process
 from rgmanager.agents.base import pid_alive
 
 HTTP_INIT_SCRIPT = """#!/bin/sh
@@ -247,3 +247,69 @@ def test_absent_or_invalid_script_file_gives_one_clear_line(tmp_path: Path) -> N
 def test_run_process_reports_a_missing_program() -> None:
     result = run_process(["no-such-program-rgm"], timeout=5)
     assert result.missing == "no-such-program-rgm" and result.rc == OCF.ERR_INSTALLED
+
+
+# -- exit codes, timeouts and unexpected errors --------------------------------------------------------------
+@pytest.mark.parametrize(("code", "message"), [
+    (42, "start exited 42, which is not an LSB exit code: broke"),
+    (9, "start exited 9, which is not an LSB exit code: broke"),
+    (255, "start exited 255, which is not an LSB exit code: broke"),
+])
+def test_lsb_exit_code_outside_0_to_7_is_a_generic_error_naming_it(tmp_path: Path, code: int, message: str) -> None:
+    script = _write_script(tmp_path / "odd", f"#!/bin/sh\necho broke >&2\nexit {code}\n")
+    result = agent_for("script")({"name": "odd", "file": str(script)}).start()
+    assert result.rc == OCF.ERR_GENERIC and result.message == message
+
+
+def test_timed_out_comes_from_the_deadline_not_from_the_message(tmp_path: Path) -> None:
+    script = _write_script(tmp_path / "says", "#!/bin/sh\necho 'upstream connection timed out' >&2\nexit 1\n")
+    result = agent_for("script")({"name": "says", "file": str(script)}).start()
+    assert result.rc == OCF.ERR_GENERIC and result.message == "upstream connection timed out"
+    assert not result.timed_out
+
+
+def test_a_process_group_that_cannot_be_killed_is_reported_not_waited_for(tmp_path: Path, monkeypatch) -> None:
+    # A process stuck in the kernel survives SIGKILL; none can be made here, so the kill is switched off and
+    # the bounded wait after it is what is tested.
+    import rgmanager.agents.base as base
+
+    monkeypatch.setattr(base, "kill_group", lambda pgid, proc=None, grace=0.0: None)
+    monkeypatch.setattr(base, "KILL_WAIT", 0.5)
+    pidfile = tmp_path / "pid"
+    script = _write_script(tmp_path / "stuck", f"#!/bin/sh\necho $$ > '{pidfile}'\nexec sleep 300\n")
+    began = time.monotonic()
+    try:
+        result = agent_for("script")({"name": "stuck", "file": str(script)}, timeouts={"start": 0.5}).start()
+        assert time.monotonic() - began < 10
+        assert result.rc == OCF.ERR_GENERIC and result.timed_out
+        assert result.message == "script start timed out; its process group could not be killed"
+    finally:
+        _kill_pidfile(pidfile)
+
+
+def test_spawn_daemon_that_does_not_return_is_an_error_not_a_traceback(tmp_path: Path, monkeypatch) -> None:
+    import rgmanager.agents.base as base
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _write_script(bin_dir / "setsid", "#!/bin/sh\nexec sleep 30\n")  # a setsid that hangs
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(base, "SPAWN_TIMEOUT", 0.5)
+    with pytest.raises(base.AgentError) as caught:
+        base.spawn_daemon(["sleep", "1"])
+    assert caught.value.message == "setsid --fork sleep did not return within 0.5s" and caught.value.timed_out
+
+
+class _Buggy(Agent):
+    """An agent with a bug: its status raises KeyError."""
+
+    type_name = "script"
+
+    def _status(self, depth: int):  # type: ignore[no-untyped-def]
+        return {}["missing"]
+
+
+def test_an_unexpected_exception_in_an_agent_is_one_line_naming_its_type() -> None:
+    result = _Buggy({"name": "b", "file": "/bin/true"}).status()
+    assert result.rc == OCF.ERR_GENERIC
+    assert result.message == "script status: internal error KeyError: 'missing'"

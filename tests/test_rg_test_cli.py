@@ -2,8 +2,11 @@
 input (one line on stderr, non-zero exit, never a traceback)."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -151,3 +154,65 @@ def test_console_script(conf: Path) -> None:
     done = subprocess.run([str(RG_TEST), "test", str(conf) + ".missing"], capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 1 and "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+
+
+REAL_CONF = """<?xml version="1.0"?>
+<cluster name="c" config_version="1">
+  <clusternodes><clusternode name="n1" nodeid="1"/></clusternodes>
+  <rm>
+    <service name="real">
+      <ip address="{addr}">
+        <script name="sleeper" file="{script}"/>
+      </ip>
+    </service>
+  </rm>
+</cluster>
+"""
+
+SLEEPER = """#!/bin/sh
+PIDFILE='{pidfile}'
+case "$1" in
+  start) sleep 300 >/dev/null 2>&1 & echo $! > "$PIDFILE"; exit 0 ;;
+  stop) [ -f "$PIDFILE" ] && kill "$(cat "$PIDFILE")" 2>/dev/null; rm -f "$PIDFILE"; exit 0 ;;
+  status) [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null && exit 0; exit 3 ;;
+esac
+exit 2
+"""
+
+
+def test_real_start_status_stop_runs_the_agents(tmp_path: Path) -> None:
+    from rgmanager.agents.base import pid_alive
+
+    pidfile = tmp_path / "sleeper.pid"
+    script = tmp_path / "sleeper-init"
+    script.write_text(SLEEPER.format(pidfile=pidfile))
+    script.chmod(0o755)
+    conf = tmp_path / "cluster.conf"
+    conf.write_text(REAL_CONF.format(addr="127.0.0.93", script=script))
+    command = [str(RG_TEST)] if RG_TEST.exists() else [sys.executable, "-m", "rgmanager.cli.rg_test"]
+
+    def rg_test(op: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command, str(conf), op, "service", "real"], capture_output=True, text=True,
+                              timeout=120, check=False, cwd=REPO)
+
+    pid = None
+    try:
+        started = rg_test("start")
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "[start] ip:127.0.0.93 ok: loopback mode" in started.stdout
+        pid = int(pidfile.read_text())
+        assert pid_alive(pid)
+        status = rg_test("status")
+        assert status.returncode == 0 and "[status] script:sleeper ok" in status.stdout, status.stdout
+        stopped = rg_test("stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        deadline = time.monotonic() + 10
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not pid_alive(pid)
+        assert rg_test("status").returncode != 0
+    finally:
+        if pid is None and pidfile.exists():
+            pid = int(pidfile.read_text())
+        if pid is not None and pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)

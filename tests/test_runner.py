@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from rgmanager import restree
+from rgmanager.agents import Agent, agent_for
 from rgmanager.runner import run_service
 
 SCRIPT = """#!/bin/sh
@@ -168,7 +170,6 @@ CONF = """<?xml version="1.0"?>
 
 
 def test_real_restree_order_with_inherited_service_name(svc: Service) -> None:
-    restree = pytest.importorskip("rgmanager.restree", reason="rgmanager.restree is not there yet")
     from cluster_conf.document import ClusterConf
 
     record = svc.dir / "env"
@@ -193,3 +194,49 @@ def test_real_restree_order_with_inherited_service_name(svc: Service) -> None:
     assert [line.split(" ")[1] for line in lines] == [
         "script:slow", "script:app", "script:inner", "ip:127.0.0.66", "service:www",
     ]
+
+
+OCF_AGENT = """#!/bin/sh
+[ "$1" = meta-data ] && { echo '<resource-agent name="ok"><parameters/><actions/></resource-agent>'; exit 0; }
+exit 0
+"""
+
+
+def test_agent_options_reach_only_the_agents_that_take_them(svc: Service) -> None:
+    agent_dir = svc.dir / "ocf" / "resource.d" / "acme"
+    agent_dir.mkdir(parents=True)
+    (agent_dir / "ok").write_text(OCF_AGENT)
+    (agent_dir / "ok").chmod(0o755)
+    tree = Node("service", {"name": "www"}, [svc.script("a"), Node("ocf", {"name": "o", "provider": "acme",
+                                                                           "type": "ok"})])
+    lines: list[str] = []
+    assert run_service(None, tree, "start", log=lines.append, start_sequence=preorder, stop_sequence=preorder,
+                       agent_options={"ocf_root": str(svc.dir / "ocf"), "timeouts": {"start": 20}}) == 0, lines
+    assert lines[-1] == "[start] ocf:o ok: start exited 0"
+    assert svc.calls() == ["a start"]
+
+
+class Exploding(Agent):
+    type_name = "script"
+
+    def _start(self):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+
+def test_unexpected_exceptions_become_one_line_per_resource(svc: Service) -> None:
+    def factory(type_name: str) -> type[Agent]:
+        if type_name == "weird":
+            raise LookupError("no table")
+        return Exploding if type_name == "exploding" else agent_for(type_name)
+
+    tree = Node("service", {"name": "www"}, [Node("weird", {"name": "w"})])
+    lines: list[str] = []
+    assert run_service(None, tree, "stop", log=lines.append, start_sequence=preorder,
+                       stop_sequence=postorder_reversed, agent_factory=factory) == 1
+    assert lines[0] == "[stop] weird:w FAILED (err_generic): weird: choosing the agent: internal error LookupError: " \
+        "no table"
+    tree = Node("service", {"name": "www"}, [Node("exploding", {"name": "x", "file": "/bin/true"})])
+    lines.clear()
+    assert run_service(None, tree, "start", log=lines.append, start_sequence=preorder,
+                       stop_sequence=postorder_reversed, agent_factory=factory) == 1
+    assert lines[1] == "[start] exploding:x FAILED (err_generic): script start: internal error RuntimeError: boom"

@@ -5,13 +5,20 @@ runs the daemon's command and waits for the pid file to name a live process (sta
 timeout), status checks that process, stop signals it and waits shutdown_wait seconds before SIGKILL. The
 `*_options` attributes are split into argv elements with shlex (quotes honoured, nothing expanded).
 
+A pid file is trusted only when the process it names is the daemon: pid > 1, /proc/PID/exe (or comm) one of
+the agent's `daemon_names`, and, for an agent that runs as a service user (postgres-8, tomcat), owned by that
+user. A stale pid file (the pid reused by an unrelated process) or a forged one (the pid directory belongs to
+the service user) therefore names "no daemon": it is never reported running and never signalled.
+
 - apache: `httpd|apache2 -d SERVER_ROOT -f CONFIG_FILE -c 'PidFile "PIDFILE"' [httpd_options] -k start`.
 - mysql: `mysqld_safe --defaults-file=CONFIG_FILE --pid-file=PIDFILE [--bind-address=ADDR] [mysqld_options]`,
   detached.
 - postgres-8: `postgres -c config_file=CONFIG_FILE -c external_pid_file=PIDFILE [postmaster_options]` detached,
   run as postmaster_user; stopped with SIGINT (PostgreSQL's fast shutdown).
-- tomcat-5/6: `catalina.sh start` / `catalina.sh stop` with CATALINA_PID; CATALINA_HOME, CATALINA_BASE,
-  JAVA_HOME, ... are read from config_file as plain NAME=value lines (never executed as shell).
+- tomcat-5/6: `catalina.sh start` with CATALINA_PID; CATALINA_HOME, CATALINA_BASE, JAVA_HOME, ... are read
+  from config_file as plain NAME=value lines (we never source it). catalina.sh itself `eval`s CATALINA_OPTS,
+  JAVA_OPTS and CATALINA_BASE, so the catalina_options and catalina_base attributes are refused when they hold
+  shell metacharacters.
 - samba: `smbd -D -s CONFIG_FILE --option=pid directory=DIR [smbd_options]` and the same for nmbd.
 """
 from __future__ import annotations
@@ -31,6 +38,7 @@ from rgmanager.agents.base import (
     find_program,
     one_line,
     pid_alive,
+    pid_is_daemon,
     read_pid,
     register,
     require_program,
@@ -43,6 +51,7 @@ class DaemonAgent(Agent):
 
     stop_signal: signal.Signals = signal.SIGTERM
     default_shutdown_wait = 30.0
+    daemon_names: tuple[str, ...] = ()  # program names the pid in a pid file must run (/proc/PID/exe or comm)
 
     def pid_dir(self) -> str:
         return os.path.join(self.run_dir, self.type_name, _safe_name(self.primary_value))
@@ -84,12 +93,27 @@ class DaemonAgent(Agent):
     def launch(self) -> None:
         raise NotImplementedError
 
+    def daemon_uid(self) -> int | None:
+        """The uid the daemon must run as: the service user's, when the agent has one."""
+        user = self.run_as()
+        if not user:
+            return None
+        import pwd
+
+        try:
+            return pwd.getpwnam(user).pw_uid
+        except KeyError:
+            return -1  # no such user: no process can match
+
+    def is_daemon(self, pid: int) -> bool:
+        return pid_is_daemon(pid, self.daemon_names or self.programs, self.daemon_uid())
+
     def pids(self) -> tuple[list[int], list[str]]:
-        """(live pids, pid files that are missing or stale)."""
+        """(pids that are the daemon, pid files that are missing, stale or name another process)."""
         live, bad = [], []
         for path in self.pid_files():
             pid = read_pid(path)
-            if pid is not None and pid_alive(pid):
+            if pid is not None and self.is_daemon(pid):
                 live.append(pid)
             else:
                 bad.append(path)
@@ -132,7 +156,8 @@ class DaemonAgent(Agent):
         wait = min(self.seconds("shutdown_wait", self.default_shutdown_wait), self.remaining())
         if not self.wait_until(lambda: not any(pid_alive(p) for p in live), limit=wait):
             for pid in live:
-                _signal(pid, signal.SIGKILL)
+                if self.is_daemon(pid):  # checked again: the pid may have been reused while we waited
+                    _signal(pid, signal.SIGKILL)
             self.wait_until(lambda: not any(pid_alive(p) for p in live), limit=5.0)
             if any(pid_alive(p) for p in live):
                 raise AgentError(OCF.ERR_GENERIC, f"{self.type_name} {self.primary_value} survived SIGKILL")
@@ -154,7 +179,9 @@ class DaemonAgent(Agent):
         if not live and all(not os.path.exists(p) for p in bad):
             return Result(OCF.NOT_RUNNING, f"{self.type_name} {self.primary_value} is not running")
         return Result(
-            OCF.ERR_GENERIC, f"{self.type_name} {self.primary_value}: {bad[0]} is missing or names a dead process"
+            OCF.ERR_GENERIC,
+            f"{self.type_name} {self.primary_value}: {bad[0]} is missing or does not name a live "
+            f"{'/'.join(self.daemon_names or self.programs)} process",
         )
 
     def require_file(self, name: str) -> str:
@@ -165,6 +192,8 @@ class DaemonAgent(Agent):
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
+    if pid <= 1:  # never init, never a process group or "every process"
+        return
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
 
@@ -180,6 +209,7 @@ class ApacheAgent(DaemonAgent):
     type_name = "apache"
     description = "The Apache HTTP server, started with its own -k start/-k stop interface."
     programs = ("httpd", "apache2")
+    daemon_names = ("httpd", "apache2")
 
     def config_path(self) -> str:
         config = self.param("config_file") or ""
@@ -199,6 +229,7 @@ class MysqlAgent(DaemonAgent):
     type_name = "mysql"
     description = "The MySQL/MariaDB server, started detached through mysqld_safe."
     programs = ("mysqld_safe", "mariadbd-safe")
+    daemon_names = ("mysqld", "mariadbd")  # the server writes the pid file, not the mysqld_safe wrapper
 
     def launch(self) -> None:
         program = self.require()
@@ -214,6 +245,7 @@ class PostgresAgent(DaemonAgent):
     type_name = "postgres-8"
     description = "The PostgreSQL server, run detached as postmaster_user; stopped with a fast shutdown (SIGINT)."
     programs = ("postgres", "postmaster")
+    daemon_names = ("postgres", "postmaster")
     stop_signal = signal.SIGINT
 
     def run_as(self) -> str | None:
@@ -252,11 +284,24 @@ def read_plain_assignments(path: str) -> dict[str, str]:
     return values
 
 
+CATALINA_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 -_.,:=/+@%")
+
+
 @register
 class TomcatAgent(DaemonAgent):
     type_name = "tomcat-6"
     description = "Apache Tomcat through catalina.sh, with settings read (not executed) from config_file."
     programs = ("catalina.sh",)
+    daemon_names = ("java",)  # catalina.sh writes the JVM's pid to CATALINA_PID
+
+    def check(self) -> None:
+        for name in ("catalina_options", "catalina_base"):
+            value = self.param(name) or ""
+            bad = sorted(set(value) - set(CATALINA_SAFE))
+            if bad:
+                raise AgentError(OCF.ERR_CONFIGURED,
+                                 f"tomcat: {name}={value!r} holds {''.join(bad)!r}; catalina.sh evaluates it with "
+                                 "the shell, so only letters, digits, spaces and -_.,:=/+@% are allowed")
 
     def settings(self) -> dict[str, str]:
         return read_plain_assignments(self.param("config_file") or "")
@@ -300,6 +345,7 @@ class SambaAgent(DaemonAgent):
     type_name = "samba"
     description = "Samba's smbd and nmbd daemons, with their pid files in the resource's own directory."
     programs = ("smbd", "nmbd")
+    daemon_names = ("smbd", "nmbd")
 
     def pid_files(self) -> list[str]:
         found = sorted(glob.glob(os.path.join(self.pid_dir(), "*.pid")))

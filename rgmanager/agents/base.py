@@ -11,7 +11,9 @@ that hold several arguments (`httpd_options`, `postmaster_options`, ...) are spl
 only tokenises (quotes and backslashes); it never expands variables, globs or commands.
 
 Every operation has a real deadline: programs run in their own process group (a new session), and when the
-deadline passes the whole group is killed (SIGTERM, then SIGKILL after a short grace).
+deadline passes the whole group is killed (SIGTERM, then SIGKILL after a short grace). A descendant that calls
+setsid() itself (a daemonising init script) has left the group and is not killed; the wait after SIGKILL is
+bounded too, so a process stuck in the kernel is reported ("could not be killed") instead of hanging us.
 """
 from __future__ import annotations
 
@@ -62,6 +64,8 @@ DEFAULT_TIMEOUTS: dict[str, float] = {
     "validate-all": 10.0,
 }
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of a timed-out process group
+KILL_WAIT = 5.0  # seconds to wait for the leader after SIGKILL before reporting it could not be killed
+SPAWN_TIMEOUT = 10.0  # seconds `setsid --fork` may take to return when a daemon is spawned
 OUTPUT_LIMIT = 64 * 1024  # bytes of stdout/stderr kept from a program
 # Programs such as ip, mount and exportfs live in sbin, which a non-login PATH may lack.
 SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -91,12 +95,14 @@ class Result:
 
 
 class AgentError(Exception):
-    """Raised inside an agent to end the operation with `rc` and a one-line `message`."""
+    """Raised inside an agent to end the operation with `rc` and a one-line `message`; `timed_out` says the
+    operation's deadline passed (set by `Agent.execute`, carried into `Result.timed_out`)."""
 
-    def __init__(self, rc: int, message: str) -> None:
+    def __init__(self, rc: int, message: str, *, timed_out: bool = False) -> None:
         super().__init__(message)
         self.rc = int(rc)
         self.message = one_line(message)
+        self.timed_out = timed_out
 
 
 class UnknownAgentType(ValueError):
@@ -119,6 +125,7 @@ class ProcessResult:
     stderr: str = ""
     timed_out: bool = False
     missing: str | None = None  # the program that could not be found or executed
+    unkillable: bool = False  # timed out, and the leader was still alive KILL_WAIT seconds after SIGKILL
 
     def last_line(self) -> str:
         """The last non-empty line of stderr, else of stdout: what a program says when it fails."""
@@ -239,15 +246,19 @@ def run_process(
             )
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
             return ProcessResult(argv, int(OCF.ERR_INSTALLED), stderr=exc.strerror or str(exc), missing=argv[0])
-        timed_out = False
+        timed_out = unkillable = False
         try:
             rc = proc.wait(timeout=max(0.0, timeout))
         except subprocess.TimeoutExpired:
             timed_out = True
             kill_group(proc.pid, proc)
-            rc = proc.wait()
+            try:
+                rc = proc.wait(timeout=KILL_WAIT)
+            except subprocess.TimeoutExpired:  # e.g. stuck in uninterruptible sleep: report, do not hang
+                unkillable = True
+                rc = int(OCF.ERR_GENERIC)
         # After a normal exit the group is left alone: an init script may leave its daemon running in it.
-        return ProcessResult(argv, rc, _read_tail(out), _read_tail(err), timed_out)
+        return ProcessResult(argv, rc, _read_tail(out), _read_tail(err), timed_out, unkillable=unkillable)
 
 
 def spawn_daemon(argv: Sequence[str], *, env: Mapping[str, str] | None = None, user: str | None = None,
@@ -271,10 +282,13 @@ def spawn_daemon(argv: Sequence[str], *, env: Mapping[str, str] | None = None, u
         subprocess.run(
             (setsid, "--fork", program, *argv[1:]),
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=full_env, cwd=cwd,
-            check=False, timeout=10, close_fds=True, **identity(user),  # type: ignore[arg-type]
+            check=False, timeout=SPAWN_TIMEOUT, close_fds=True, **identity(user),  # type: ignore[arg-type]
         )
     except (FileNotFoundError, PermissionError) as exc:
         raise AgentError(OCF.ERR_INSTALLED, f"cannot execute {argv[0]!r}: {exc.strerror}") from None
+    except subprocess.TimeoutExpired:
+        raise AgentError(OCF.ERR_GENERIC, f"setsid --fork {argv[0]} did not return within {SPAWN_TIMEOUT:g}s",
+                         timed_out=True) from None
     finally:
         if log_path:
             out.close()  # type: ignore[union-attr]
@@ -291,12 +305,44 @@ def pid_alive(pid: int) -> bool:
 
 
 def read_pid(path: str) -> int | None:
+    """The pid a pid file names, or None (also for 0 and 1: init is never a daemon we manage)."""
     try:
         with open(path) as fh:
             text = fh.readline().strip()
     except OSError:
         return None
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    return int(text) if text.isdigit() and int(text) > 1 else None
+
+
+def process_identity(pid: int) -> tuple[set[str], int | None]:
+    """(names, real uid) of a live process: the basename of /proc/PID/exe (when readable) and /proc/PID/comm.
+    Empty names and None when the process is gone."""
+    names: set[str] = set()
+    with contextlib.suppress(OSError):
+        names.add(os.path.basename(os.readlink(f"/proc/{pid}/exe")).removesuffix(" (deleted)"))
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as fh:
+        names.add(fh.read().strip())
+    uid = None
+    with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("Uid:"):
+                uid = int(line.split()[1])
+                break
+    return names - {""}, uid
+
+
+def pid_is_daemon(pid: int, names: Sequence[str], uid: int | None = None) -> bool:
+    """True if `pid` (> 1) is a live process running one of the program `names` (as `uid`, when given).
+
+    A pid file can be stale (the pid reused by an unrelated process) or, when its directory belongs to the
+    service user, forged: nothing is trusted or signalled without this check. comm is cut to 15 characters.
+    """
+    if pid <= 1 or not pid_alive(pid):
+        return False
+    seen, real_uid = process_identity(pid)
+    if not any(n in seen or n[:15] in seen for n in names):
+        return False
+    return uid is None or real_uid == uid
 
 
 # -- the agent interface ------------------------------------------------------------------------------------
@@ -478,7 +524,11 @@ class Agent:
         )
 
     def run(self, op: str, depth: int = 0) -> Result:
-        """Run one operation with its deadline; errors become a Result, never an exception."""
+        """Run one operation with its deadline; errors become a Result, never an exception. An exit code
+        outside the OCF range becomes OCF 1 with the raw code in the message."""
+        return known_code(self._run(op, depth))
+
+    def _run(self, op: str, depth: int) -> Result:
         if op == "monitor":
             op = "status"
         self._deadline = time.monotonic() + self.timeout(op, depth)
@@ -504,10 +554,12 @@ class Agent:
                 return Result(OCF.ERR_UNIMPLEMENTED, f"{self.type_name} has no '{op}' action")
             return method()
         except AgentError as exc:
-            return Result(exc.rc, exc.message, timed_out=exc.rc == OCF.ERR_GENERIC and "timed out" in exc.message)
+            return Result(exc.rc, exc.message, timed_out=exc.timed_out)
         except OSError as exc:
             where = f" ({exc.filename})" if exc.filename else ""
             return Result(OCF.ERR_GENERIC, one_line(f"{self.type_name} {op}: {exc.strerror or exc}{where}"))
+        except Exception as exc:  # an agent bug must be one line, never a traceback
+            return unexpected(f"{self.type_name} {op}", exc)
         finally:
             self._deadline = None
 
@@ -537,8 +589,11 @@ class Agent:
             if result.stderr:
                 raise AgentError(OCF.ERR_INSTALLED, f"cannot execute {result.missing!r}: {result.stderr}")
             raise not_installed(result.missing)
+        if result.unkillable:
+            raise AgentError(OCF.ERR_GENERIC, f"{label} timed out; its process group could not be killed",
+                             timed_out=True)
         if result.timed_out:
-            raise AgentError(OCF.ERR_GENERIC, f"{label} timed out; its process group was killed")
+            raise AgentError(OCF.ERR_GENERIC, f"{label} timed out; its process group was killed", timed_out=True)
         if check and result.rc != 0:
             detail = result.last_line()
             raise AgentError(OCF.ERR_GENERIC, f"{label} failed (exit {result.rc})" + (f": {detail}" if detail else ""))
@@ -560,6 +615,21 @@ class Agent:
             return float(parse_time(value)) if value else default
         except ValueError:
             return default
+
+
+def unexpected(where: str, exc: BaseException) -> Result:
+    """An exception no agent expected, as one OCF 1 line naming its type (never a traceback)."""
+    detail = one_line(str(exc))
+    return Result(OCF.ERR_GENERIC, one_line(f"{where}: internal error {type(exc).__name__}" +
+                                            (f": {detail}" if detail else "")))
+
+
+def known_code(result: Result) -> Result:
+    """The result, or OCF 1 naming the raw code when its rc is not an OCF exit code (0-9)."""
+    if result.rc in OCF_NAMES:
+        return result
+    message = f"exit code {result.rc} is not an OCF exit code" + (f": {result.message}" if result.message else "")
+    return Result(OCF.ERR_GENERIC, one_line(message), timed_out=result.timed_out)
 
 
 def ocf_environment(attrs: Mapping[str, str], prefix: str = "OCF_RESKEY_") -> dict[str, str]:

@@ -1,9 +1,13 @@
 """The `fs` and `clusterfs` agents: mount a file system on its mount point, unmount it, check it.
 
-start: create the mount point if needed, run `fsck -p` first when force_fsck="1", then
-`mount [-t FSTYPE] [-o OPTIONS] -- DEVICE MOUNTPOINT`. An existing mount of the same device there is success;
-a different one is an error. stop: `umount -- MOUNTPOINT`; with force_unmount="1", processes using the file
-system are killed (SIGKILL, found through /proc) and the unmount is retried, up to three times. status: the
+start: create the mount point if needed, run `fsck -p [-t FSTYPE] DEVICE` first when force_fsck="1" (no `--`:
+util-linux fsck hands everything after `--` to the checker and would then check every /etc/fstab file system),
+then `mount [-t FSTYPE] [-o OPTIONS] -- DEVICE MOUNTPOINT`. The device must be an absolute path or a
+LABEL=/UUID=/PARTUUID=/PARTLABEL= tag (a "nodev" file system such as tmpfs takes any source name), and never
+starts with "-". An existing mount of the same device there is success; a different one is an error.
+stop: `umount -- MOUNTPOINT`; with force_unmount="1", processes using the file system (their cwd, root,
+executable or an open file on the mount's device, compared by st_dev as `fuser -m` does) are killed with
+SIGKILL and the unmount is retried, up to three times. status: the
 mount point is mounted (/proc/self/mountinfo); depth 10 also lists it (read test), depth 20 also creates and
 removes a file (write test) unless the mount is read-only; quick_status="1" limits status to the mount check.
 """
@@ -18,6 +22,16 @@ from dataclasses import dataclass
 from rgmanager.agents.base import OCF, Agent, AgentError, Result, register
 
 UNMOUNT_TRIES = 3
+DEVICE_TAGS = ("LABEL=", "UUID=", "PARTUUID=", "PARTLABEL=")
+
+
+def nodev_fstypes(path: str = "/proc/filesystems") -> set[str]:
+    """File system types the kernel marks "nodev" (tmpfs, proc, ...): their source is a free-form name."""
+    try:
+        with open(path) as fh:
+            return {line.split()[1] for line in fh if line.startswith("nodev") and len(line.split()) == 2}
+    except OSError:
+        return {"tmpfs", "ramfs"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +93,7 @@ def _loop_backing_file(source: str) -> str | None:
 
 def device_matches(entry: MountEntry, device: str) -> bool | None:
     """Whether the mount comes from `device`: True, False, or None when it cannot be told (LABEL=, tmpfs...)."""
-    if device.startswith(("LABEL=", "UUID=", "PARTUUID=", "PARTLABEL=")):
+    if device.startswith(DEVICE_TAGS):
         return None
     if os.path.exists(device):
         st = os.stat(device)
@@ -93,10 +107,11 @@ def device_matches(entry: MountEntry, device: str) -> bool | None:
     return entry.source == device
 
 
-def processes_using(path: str) -> list[int]:
-    """Pids whose cwd, root, executable or an open file lies under `path` (what `fuser -m` finds)."""
-    base = os.path.realpath(path)
-    prefix = base.rstrip("/") + "/"
+def processes_using(device_number: tuple[int, int]) -> list[int]:
+    """Pids whose cwd, root, executable or an open file is on the file system with this device number
+    (what `fuser -m` finds). Compared by st_dev, never by path text: a process sitting in the mount point
+    directory underneath the mount, or in another mount namespace, is not a user of the mount."""
+    wanted = os.makedev(*device_number)
     me = os.getpid()
     found = []
     for name in os.listdir("/proc"):
@@ -107,12 +122,11 @@ def processes_using(path: str) -> list[int]:
             links += [f"/proc/{name}/fd/{fd}" for fd in os.listdir(f"/proc/{name}/fd")]
         for link in links:
             try:
-                target = os.readlink(link)
+                if os.stat(link).st_dev == wanted:
+                    found.append(int(name))
+                    break
             except OSError:
                 continue
-            if target == base or target.startswith(prefix):
-                found.append(int(name))
-                break
     return found
 
 
@@ -137,8 +151,22 @@ class FsAgent(Agent):
             raise AgentError(OCF.ERR_CONFIGURED, f"{self.type_name}: mountpoint {mountpoint!r} is not an absolute path")
         if os.path.normpath(mountpoint) == "/":
             raise AgentError(OCF.ERR_CONFIGURED, f"{self.type_name}: refusing to manage the root file system")
-        if not self.device():
+        self.check_device()
+
+    def check_device(self) -> None:
+        """The device reaches mount and fsck as an argument: never an option, and a path or tag unless the
+        file system type takes no device (tmpfs and the other "nodev" types)."""
+        device = self.device()
+        if not device:
             raise AgentError(OCF.ERR_CONFIGURED, f"{self.type_name}: device is empty")
+        if device.startswith("-"):
+            raise AgentError(OCF.ERR_CONFIGURED, f"{self.type_name}: device {device!r} may not start with '-'")
+        if os.path.isabs(device) or (device.startswith(DEVICE_TAGS) and device.partition("=")[2]):
+            return
+        if self.fstype() in nodev_fstypes() and not self.flag("force_fsck"):
+            return
+        raise AgentError(OCF.ERR_CONFIGURED, f"{self.type_name}: device {device!r} is not an absolute path or "
+                         "LABEL=, UUID=, PARTUUID=, PARTLABEL=")
 
     def mount_argv(self) -> list[str]:
         argv = ["mount"]
@@ -148,18 +176,29 @@ class FsAgent(Agent):
             argv += ["-o", self.param("options") or ""]
         return [*argv, "--", self.device(), self.mountpoint()]
 
-    def _fsck(self) -> None:
-        if not self.flag("force_fsck"):
-            return
+    def fsck_argv(self) -> list[str]:
+        """`fsck -p [-t FSTYPE] DEVICE`. No `--`: util-linux fsck passes what follows `--` to the checker as
+        its options and, with no device of its own, checks every file system in /etc/fstab. check_device()
+        guarantees the device does not start with "-"."""
         argv = ["fsck", "-p"]
         if self.fstype():
             argv += ["-t", self.fstype() or ""]
-        result = self.execute([*argv, "--", self.device()], what="fsck")
-        if result.rc >= 4:  # 0 clean, 1 errors corrected, 2 corrected and reboot advised; 4+ left errors
+        return [*argv, self.device()]
+
+    def _fsck(self) -> str:
+        """Run fsck when force_fsck is set; a note for the start message when it corrected errors."""
+        if not self.flag("force_fsck"):
+            return ""
+        self.check_device()
+        result = self.execute(self.fsck_argv(), what="fsck")
+        if result.rc >= 4 or result.rc < 0:  # 0 clean, 1 errors corrected, 2 corrected, reboot advised
             detail = result.last_line()
             raise AgentError(OCF.ERR_GENERIC, f"fsck of {self.device()} failed (exit {result.rc}): {detail}")
         if result.rc:
-            self.log(f"{self.type_name}: fsck of {self.device()} corrected errors (exit {result.rc})")
+            note = f"fsck corrected errors (exit {result.rc})"
+            self.log(f"{self.type_name}: {note} on {self.device()}")
+            return f" ({note})"
+        return ""
 
     def _start(self) -> Result:
         mountpoint = self.mountpoint()
@@ -171,9 +210,9 @@ class FsAgent(Agent):
             return Result(OCF.SUCCESS, f"{self.device()} is already mounted on {mountpoint}")
         self._prepare()
         os.makedirs(mountpoint, exist_ok=True)
-        self._fsck()
+        note = self._fsck()
         self.execute(self.mount_argv(), check=True, what=f"mount of {self.device()} on {mountpoint}")
-        return Result(OCF.SUCCESS, f"{self.device()} mounted on {mountpoint}")
+        return Result(OCF.SUCCESS, f"{self.device()} mounted on {mountpoint}{note}")
 
     def _prepare(self) -> None:
         """Hook: checks before mounting (netfs requires the mount helper)."""
@@ -185,21 +224,25 @@ class FsAgent(Agent):
         last = ""
         for attempt in range(1, UNMOUNT_TRIES + 1):
             result = self.execute(["umount", "--", mountpoint], what=f"umount {mountpoint}")
-            if result.rc == 0 and mounted_at(mountpoint) is None:
+            entry = mounted_at(mountpoint)
+            if result.rc == 0 and entry is None:
                 return Result(OCF.SUCCESS, f"{mountpoint} unmounted")
             last = result.last_line()
-            if not self.flag("force_unmount"):
+            if not self.flag("force_unmount") or entry is None:
                 break
-            killed = self._kill_users(mountpoint)
+            killed = self._kill_users(entry)
             self.log(f"{self.type_name}: unmount attempt {attempt} of {mountpoint} failed; killed {killed} process(es)")
-            self.wait_until(lambda: not processes_using(mountpoint), limit=1.0)
+            device_number = entry.device_number
+            self.wait_until(lambda: not processes_using(device_number), limit=1.0)  # noqa: B023 - used at once
         hint = "" if self.flag("force_unmount") else " (set force_unmount=\"1\" to kill processes using it)"
         fence = "; self_fence is set: this node must be fenced" if self.flag("self_fence") else ""
         raise AgentError(OCF.ERR_GENERIC, f"cannot unmount {mountpoint}: {last}{hint}{fence}")
 
-    @staticmethod
-    def _kill_users(mountpoint: str) -> int:
-        pids = processes_using(mountpoint)
+    def _kill_users(self, entry: MountEntry) -> int:
+        if os.stat("/").st_dev == os.makedev(*entry.device_number):
+            self.log(f"{self.type_name}: {entry.mountpoint} is on the root file system's device; killing nothing")
+            return 0
+        pids = processes_using(entry.device_number)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)

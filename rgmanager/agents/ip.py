@@ -8,6 +8,9 @@ address a gratuitous ARP is sent when an `arping` program is installed (best eff
 Loopback mode (addresses in 127.0.0.0/8 and ::1): the kernel already routes every such address to `lo`, so the
 agent changes no interface; start and status check that the address is usable by binding a socket to it, stop
 does nothing. Local test clusters therefore work without root.
+
+Refused before anything runs: IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`: write the IPv4 address, which
+also selects loopback mode for ::ffff:127.x), and an explicit IPv4 prefix broader than /8.
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from typing import Any
 from rgmanager.agents.base import OCF, Agent, AgentError, Result, find_program, register, run_process
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+# An explicit IPv4 prefix broader than this is a typo (10.1.2.3/4), not a network anyone assigns.
+MIN_IPV4_PREFIX = 8
 
 
 def parse_address(text: str | None, family: str | None = None) -> Interface:
@@ -39,6 +44,11 @@ def parse_address(text: str | None, family: str | None = None) -> Interface:
     if family == "inet6" and version != 6:
         raise AgentError(OCF.ERR_CONFIGURED, f"ip: {raw!r} is not an IPv6 address but family is 'inet6'")
     addr = iface.ip
+    if version == 6 and addr.ipv4_mapped is not None:  # type: ignore[union-attr]
+        raise AgentError(OCF.ERR_CONFIGURED, f"ip: {raw!r} is an IPv4-mapped IPv6 address; write the IPv4 "
+                         f"address {addr.ipv4_mapped} instead")  # type: ignore[union-attr]
+    if "/" in raw and version == 4 and iface.network.prefixlen < MIN_IPV4_PREFIX:
+        raise AgentError(OCF.ERR_CONFIGURED, f"ip: {raw!r} has a prefix broader than /{MIN_IPV4_PREFIX}")
     if addr.is_unspecified or addr.is_multicast:
         kind = "unspecified" if addr.is_unspecified else "multicast"
         raise AgentError(OCF.ERR_CONFIGURED, f"ip: {raw!r} is a {kind} address and cannot be assigned")

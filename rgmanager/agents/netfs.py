@@ -35,6 +35,9 @@ class NetFsAgent(FsAgent):
                 raise AgentError(OCF.ERR_CONFIGURED, f"netfs: {name}={value!r} may not start with '-'")
         super().check()
 
+    def check_device(self) -> None:
+        """HOST:EXPORT is not a local path; host and export were checked above (neither starts with "-")."""
+
     def _prepare(self) -> None:
         helper = MOUNT_HELPERS.get(self.fstype() or "nfs")
         if helper:

@@ -5,12 +5,20 @@
   have nothing of their own to change or check beyond the path.
 - `nfsclient` exports the path to one target: `exportfs -i -o OPTIONS TARGET:PATH` (fsid=N is added to the
   options when the resource has an fsid), unexports with `exportfs -u TARGET:PATH`, and checks `exportfs -v`.
-  Its `recover` action re-exports.
-- `nfsserver` runs the kernel NFS server: `rpc.mountd`, `rpc.nfsd 8`; stop runs `exportfs -ua` then
-  `rpc.nfsd 0`; status reads the thread count in /proc/fs/nfsd/threads.
+  Targets are compared after normalising: `*` and exportfs's `<world>` are the same, host names compare
+  case-insensitively, networks by value (10.0.0.0/255.255.255.0 = 10.0.0.0/24). Host names are not resolved:
+  when exportfs shows a different spelling (a canonical FQDN for a short name), write the target as exportfs
+  shows it, or use an address. Its `recover` action re-exports.
+- `nfsserver` runs the kernel NFS server: start runs `rpc.mountd` and `rpc.nfsd 8` unless nfsd threads already
+  run (then it changes nothing); stop runs `rpc.nfsd 0` only. Exports are left alone: each nfsclient exports
+  and unexports its own, and exports made by anyone else (/etc/exports, other services) are not ours to
+  remove. Unlike the original nfsserver.sh, NFS state (/var/lib/nfs) is not moved onto `path`/`nfspath`, so
+  clients reclaim locks after a failover only if the state is shared some other way; start says so.
+  status reads the thread count in /proc/fs/nfsd/threads.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 
@@ -73,6 +81,28 @@ def parse_exports(text: str) -> list[tuple[str, str, str]]:
     return found
 
 
+def normal_target(target: str) -> str:
+    """A client spec in one spelling: `<world>` and empty as `*`, networks by value, names in lower case."""
+    if target in ("", "*", "<world>"):
+        return "*"
+    if "/" in target:
+        with_mask = target.split("/", 1)
+        try:
+            return str(ipaddress.ip_network(f"{with_mask[0]}/{with_mask[1]}", strict=False))
+        except ValueError:
+            pass
+    try:
+        return str(ipaddress.ip_address(target))
+    except ValueError:
+        return target.lower()
+
+
+def is_exported(entries: list[tuple[str, str, str]], path: str, target: str) -> bool:
+    """Whether `exportfs -v` entries (parse_exports) export `path` to `target`."""
+    wanted = normal_target(target)
+    return any(p == path and normal_target(t) == wanted for p, t, _o in entries)
+
+
 @register
 class NfsExportAgent(Agent):
     type_name = "nfsexport"
@@ -121,7 +151,7 @@ class NfsClientAgent(Agent):
 
     def exported(self) -> bool:
         result = self.execute(["exportfs", "-v"], check=True, what="exportfs -v")
-        return any(p == self.path() and t == self.target() for p, t, _o in parse_exports(result.stdout))
+        return is_exported(parse_exports(result.stdout), self.path(), self.target())
 
     def _start(self) -> Result:
         argv = export_argv(self.target(), self.path(), self.param("options"), self.param("fsid"))
@@ -163,20 +193,29 @@ class NfsServerAgent(Agent):
         except (OSError, ValueError):
             return 0
 
+    def state_note(self) -> str:
+        """What the original did with path/nfspath and we do not, said instead of silently ignored."""
+        if not (self.param("path") or self.param("nfspath")):
+            return ""
+        where = os.path.join(self.param("path") or "PATH", self.param("nfspath") or ".clumanager/nfs")
+        return f"; NFS state is not moved to {where} (not implemented): clients may not reclaim locks after failover"
+
     def _start(self) -> Result:
         for program in self.programs:
             require_program(program)
+        count = self.threads()
+        if count > 0:
+            return Result(OCF.SUCCESS, f"NFS server is already running ({count} nfsd threads){self.state_note()}")
         self.execute(["rpc.mountd"], check=True, what="rpc.mountd")
         self.execute(["rpc.nfsd", "8"], check=True, what="rpc.nfsd 8")
-        self.execute(["exportfs", "-r"], check=True, what="exportfs -r")
-        return Result(OCF.SUCCESS, "NFS server started")
+        return Result(OCF.SUCCESS, f"NFS server started{self.state_note()}")
 
     def _stop(self) -> Result:
         if self.threads() == 0:
             return Result(OCF.SUCCESS, "NFS server is not running")
-        self.execute(["exportfs", "-ua"], check=True, what="exportfs -ua")
+        # No `exportfs -ua`: it would remove every export on the host, not only this service's.
         self.execute(["rpc.nfsd", "0"], check=True, what="rpc.nfsd 0")
-        return Result(OCF.SUCCESS, "NFS server stopped")
+        return Result(OCF.SUCCESS, "NFS server stopped (nfsd threads 0; exports left to their owners)")
 
     def _status(self, depth: int) -> Result:
         count = self.threads()

@@ -73,6 +73,21 @@ def parse_meta_data(text: str, source: str = "meta-data") -> OcfMetaData:
     return OcfMetaData(tuple(params), actions, text)
 
 
+def ocf_result(action: str, rc: int, said: str) -> Result:
+    """An OCF agent's exit code as a Result. rgmanager has no promotable resources, so a monitor that says
+    8 (running as promoted) counts as running and 9 (failed as promoted) as failed; any other code outside
+    0-9 (or a death by signal) is OCF 1 with the raw code in the message."""
+    text = said or f"{action} exited {rc}"
+    if action == "monitor" and rc == OCF.RUNNING_PROMOTED:
+        return Result(OCF.SUCCESS, one_line(f"running (as promoted, OCF 8): {text}"))
+    if action == "monitor" and rc == OCF.FAILED_PROMOTED:
+        return Result(OCF.ERR_GENERIC, one_line(f"failed (as promoted, OCF 9): {text}"))
+    if 0 <= rc <= 9:
+        return Result(rc, one_line(text))
+    how = f"was killed by signal {-rc}" if rc < 0 else f"exited {rc}, which is not an OCF exit code"
+    return Result(OCF.ERR_GENERIC, one_line(f"{action} {how}" + (f": {said}" if said else "")))
+
+
 @register
 class OcfAgent(Agent):
     type_name = "ocf"
@@ -138,7 +153,8 @@ class OcfAgent(Agent):
         result = run_process([path, "meta-data"], timeout=min(DEFAULT_TIMEOUTS["meta-data"], self.remaining()),
                              env=self.environment())
         if result.timed_out:
-            raise AgentError(OCF.ERR_GENERIC, f"{self.label}: meta-data timed out; its process group was killed")
+            raise AgentError(OCF.ERR_GENERIC, f"{self.label}: meta-data timed out; its process group was killed",
+                             timed_out=True)
         if result.rc != 0 or not result.stdout.strip():
             raise AgentError(OCF.ERR_GENERIC, f"{self.label}: meta-data failed (exit {result.rc}) {result.last_line()}")
         meta = parse_meta_data(result.stdout, self.label)
@@ -174,8 +190,7 @@ class OcfAgent(Agent):
     # -- operations ----------------------------------------------------------------------------------------
     def _call(self, action: str, depth: int = 0) -> Result:
         result = self.execute([self.program(), action], env=self.environment(depth), what=f"{self.label} {action}")
-        said = result.last_line()
-        return Result(result.rc, one_line(said or f"{action} exited {result.rc}"))
+        return ocf_result(action, result.rc, result.last_line())
 
     def _start(self) -> Result:
         return self._call("start")

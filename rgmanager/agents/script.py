@@ -2,6 +2,7 @@
 
 LSB codes for start and stop are the OCF codes. For status, LSB 0 means running and 3 stopped; we return the
 OCF form (0 running, 7 not running) so every agent speaks one code space, and keep the script's own code in the
+message. A start or stop exit code outside LSB's 0-7 (or a death by signal) is OCF 1 with the raw code in the
 message. Resource attributes are passed as OCF_RESKEY_<name> variables, as rgmanager's script.sh did.
 """
 from __future__ import annotations
@@ -17,6 +18,14 @@ LSB_STATUS = {
     3: (OCF.NOT_RUNNING, "stopped"),
     4: (OCF.ERR_GENERIC, "status unknown"),
 }
+
+
+def lsb_result(op: str, rc: int, said: str) -> Result:
+    """An LSB start/stop exit code as a Result: 0-7 are the OCF codes; anything else is OCF 1 naming it."""
+    if 0 <= rc <= 7:
+        return Result(rc, one_line(said or f"{op} exited {rc}"))
+    how = f"was killed by signal {-rc}" if rc < 0 else f"exited {rc}, which is not an LSB exit code"
+    return Result(OCF.ERR_GENERIC, one_line(f"{op} {how}" + (f": {said}" if said else "")))
 
 
 @register
@@ -39,15 +48,13 @@ class ScriptAgent(Agent):
         return result.rc, result.last_line()
 
     def _start(self) -> Result:
-        rc, said = self._call("start")
-        return Result(rc, one_line(said or f"start exited {rc}"))
+        return lsb_result("start", *self._call("start"))
 
     def _stop(self) -> Result:
         if not os.path.isfile(self.param("file") or ""):
             # Nothing can be running from a script that does not exist; stopping it is a success (as LSB).
             return Result(OCF.SUCCESS, f"script {self.param('file')!r} does not exist; nothing to stop")
-        rc, said = self._call("stop")
-        return Result(rc, one_line(said or f"stop exited {rc}"))
+        return lsb_result("stop", *self._call("stop"))
 
     def _status(self, depth: int) -> Result:
         rc, said = self._call("status")

@@ -1,6 +1,7 @@
 """The `vm` agent: a libvirt domain driven by `virsh` (the top-level <vm> node of a service tree).
 
-start: `virsh [-c URI] start NAME` (or `create XMLFILE` when xmlfile is set); stop: `virsh shutdown NAME`, wait
+start: `virsh [-c URI] start NAME` (or `virsh create --file XMLFILE` when xmlfile is set; XMLFILE must be an
+absolute path, so it can never be read as an option); stop: `virsh shutdown NAME`, wait
 until the domain is off, then `virsh destroy NAME` when the stop timeout is nearly spent; status:
 `virsh domstate NAME` ("running", "idle", "paused", "in shutdown" count as running; "shut off" is stopped);
 migrate: `virsh migrate [--live] NAME URI`.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from rgmanager.agents.base import OCF, Agent, AgentError, Result, register
+from rgmanager.agents.base import OCF, Agent, AgentError, Result, register, unexpected
 
 # Domain names are checked not to start with "-", so virsh never reads one as an option.
 RUNNING_STATES = {"running", "idle", "paused", "in shutdown", "blocked", "pmsuspended"}
@@ -35,6 +36,16 @@ class VmAgent(Agent):
             raise AgentError(OCF.ERR_CONFIGURED, f"vm: name {name!r} is not a usable domain name")
         return name
 
+    def xmlfile(self) -> str | None:
+        path = self.param("xmlfile")
+        if path and not path.startswith("/"):
+            raise AgentError(OCF.ERR_CONFIGURED, f"vm: xmlfile {path!r} must be an absolute path")
+        return path
+
+    def check(self) -> None:
+        self.domain()
+        self.xmlfile()
+
     def state(self) -> str:
         result = self.execute([*self.virsh(), "domstate", self.domain()], what="virsh domstate")
         if result.rc != 0:
@@ -47,8 +58,8 @@ class VmAgent(Agent):
     def _start(self) -> Result:
         if self.state() in RUNNING_STATES:
             return Result(OCF.SUCCESS, f"vm {self.domain()} is already running")
-        xmlfile = self.param("xmlfile")
-        argv = [*self.virsh(), "create", xmlfile] if xmlfile else [*self.virsh(), "start", self.domain()]
+        xmlfile = self.xmlfile()
+        argv = [*self.virsh(), "create", "--file", xmlfile] if xmlfile else [*self.virsh(), "start", self.domain()]
         self.execute(argv, check=True, what=f"virsh start {self.domain()}")
         return Result(OCF.SUCCESS, f"vm {self.domain()} started")
 
@@ -85,6 +96,8 @@ class VmAgent(Agent):
                          what=f"virsh migrate {self.domain()}")
             return Result(OCF.SUCCESS, f"vm {self.domain()} migrated to {target_uri}")
         except AgentError as exc:
-            return Result(exc.rc, exc.message)
+            return Result(exc.rc, exc.message, timed_out=exc.timed_out)
+        except Exception as exc:  # one line, never a traceback
+            return unexpected(f"vm migrate {self.domain()}", exc)
         finally:
             self._deadline = None
