@@ -31,8 +31,12 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
+# Three benchmark programs: cluster_conf (load/validate/edit/diff), the engine (placement, replan, resource
+# trees) and ricci (configuration push to 3/16/64 agents on loopback; needs about 4 GiB of RAM).
 bench: $(STAMP)
 	$(PY) -m bench
+	$(PY) -m bench.engine
+	$(PY) -m bench.ricci
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -58,3 +58,19 @@ def test_runner_smoke(capsys, tmp_path):
     assert "median ms" in printed and "libxml2" in printed
     assert "failed:" not in printed
     assert out_json.exists()
+
+
+def test_engine_bench_runs_at_a_small_size(capsys):
+    from bench import engine
+
+    assert engine.main(["--small", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "initial placement" in out and "node-failure replan" in out and "build resource trees" in out
+
+
+def test_ricci_bench_runs_with_two_agents(capsys, tmp_path):
+    from bench import ricci
+
+    assert ricci.main(["--sizes", "2", "--runs", "1", "--workdir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2" in out and "serial" in out.lower()

@@ -33,6 +33,7 @@ from cluster_conf.cli.common import (
 if TYPE_CHECKING:
     from lxml import etree
 
+    from cluster_conf.cli.editing import LocalAgent
     from cluster_conf.document import ClusterConf
     from cluster_conf.model import ClusterView
 
@@ -787,15 +788,19 @@ def cmd_addserviceresource(opts: argparse.Namespace) -> int:
 
 # -- update ------------------------------------------------------------------------------------------------
 def _update_args(parser: Parser) -> None:
-    parser.add_argument("-o", "--outputfile", metavar="FILE", help="install here instead of the config file")
+    parser.add_argument("-o", "--outputfile", metavar="FILE", help="install here instead (local, no propagation)")
+    parser.add_argument("-C", "--no_ccs", action="store_true",
+                        help="install on this node only, without the agent (no propagation)")
     parser.add_argument("file", help="the proposed new cluster.conf")
 
 
-@command("update", "update <file>", "Install a new config file after checking it (local file only)")
+@command("update", "update [-C] <file>", "Check a new config file, install it and propagate it to every node")
 @arguments(_update_args)
 def cmd_update(opts: argparse.Namespace) -> int:
+    """Through this node's ricci agent when the target is the node's own configuration and the node has an agent
+    (etc/ricci/ricci.json); otherwise (-C, -o, -c another file, or no agent) a checked local install."""
     from cluster_conf import validate
-    from cluster_conf.cli.editing import load, write
+    from cluster_conf.cli.editing import cluster_root, load, local_agent
 
     proposed = load(opts.file)
     errors = [r for r in validate(proposed, lint=False) if r.is_error]
@@ -804,19 +809,87 @@ def cmd_update(opts: argparse.Namespace) -> int:
             f"proposed config file {opts.file} is invalid; not updating",
             details=[r.format(opts.file) for r in errors],
         )
+    if proposed.config_version is None:
+        raise CliError(f"proposed config file {opts.file} has no integer config_version")
+    own_config = not opts.outputfile and _same_file(config_path(opts), default_config_path())
+    agent = local_agent(cluster_root()) if own_config and not opts.no_ccs else None
+    if agent is None:
+        if own_config and not opts.no_ccs:
+            warn(PROG, f"this node has no ricci agent ({cluster_root().rstrip('/')}/etc/ricci/ricci.json is "
+                       "missing): installing on this node only")
+        return _update_local(opts, proposed)
+    return _update_through_agent(agent, proposed)
+
+
+def _same_file(a: str, b: str) -> bool:
+    import os
+
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _not_greater(old: object, new: object) -> CliError:
+    return CliError(
+        "Proposed updated config file does not have greater version number.",
+        details=[f"Current config_version :: {old}", f"Proposed config_version:: {new}"],
+    )
+
+
+def _update_local(opts: argparse.Namespace, proposed: ClusterConf) -> int:
+    from cluster_conf.cli.editing import load, write
+
     current = load(config_path(opts))
     old, new = current.config_version, proposed.config_version
-    if new is None:
-        raise CliError(f"proposed config file {opts.file} has no integer config_version")
+    assert new is not None
     if old is not None and new <= old:
-        raise CliError(
-            "Proposed updated config file does not have greater version number.",
-            details=[f"Current config_version :: {old}", f"Proposed config_version:: {new}"],
-        )
+        raise _not_greater(old, new)
     proposed.source = current.source
     write(proposed, opts.outputfile)
     sys.stdout.write(f"Config file updated from version {old or 0} to {new}\n\nUpdate complete.\n")
     return 0
+
+
+def _update_through_agent(agent: LocalAgent, proposed: ClusterConf) -> int:
+    """Push to the local agent with propagate=true and report what every node did.
+
+    Exit 0 when every node has the new version or was unreachable (an unreachable node catches up by itself when
+    its agent is back, and is named in a warning); exit 1 when the agent or a peer refused it."""
+    from cluster_conf.cli.editing import AgentRefusal, outcome_lines, push_config
+
+    try:
+        result = push_config(agent, proposed, propagate=True)
+    except AgentRefusal as exc:
+        if exc.code in ("version_not_greater", "same_version_differs"):
+            details = exc.agent_details
+            raise _not_greater(details.get("current", "?"), details.get("proposed", proposed.config_version)) from None
+        raise CliError(exc.message, details=_report_lines(exc.agent_details)) from None
+    old, new = result.old_version, result.new_version
+    if old == new:
+        sys.stdout.write(f"Config file is already at version {new}\n")
+    else:
+        sys.stdout.write(f"Config file updated from version {old or 0} to {new}\n")
+    for line in outcome_lines(result):
+        sys.stdout.write(line + "\n")
+    refused = {n: o for n, o in result.failed.items() if o[0] != "unreachable"}
+    for name, (outcome, _) in sorted(result.failed.items()):
+        if outcome == "unreachable":
+            warn(PROG, f"{name} did not get version {new} (unreachable); it catches up when its agent is back")
+    if refused:
+        names = ", ".join(sorted(refused))
+        raise CliError(f"Update incomplete: {names} refused version {new}")
+    sys.stdout.write("\nUpdate complete.\n")
+    return 0
+
+
+def _report_lines(details: dict) -> list[str]:
+    """The validation reports an agent sent back with a refusal, one line each (docs/ricci-protocol.md)."""
+    reports = details.get("reports") if isinstance(details, dict) else None
+    lines = []
+    for report in reports if isinstance(reports, list) else []:
+        if isinstance(report, dict):
+            where = f"line {report['line']}: " if report.get("line") else ""
+            kind = f"{report.get('severity', 'error')} {report.get('code', '')}"
+            lines.append(f"{where}{kind}: {report.get('message', '')}")
+    return lines
 
 
 # -- validate and diff -------------------------------------------------------------------------------------

@@ -1,14 +1,18 @@
-"""How ccs_tool changes a file: load, edit inside a transaction (config_version + 1), refuse new errors, save.
+"""How ccs_tool changes a file: load, edit inside a transaction (config_version + 1), refuse new errors, save;
+and how a new configuration reaches the cluster: through this node's ricci agent (`ccs_tool update`,
+`cman_tool version -r`).
 
 A file that already has errors can still be edited: only errors the edit *introduces* block the write, so an
 admin can repair a broken configuration one command at a time.
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
-from collections.abc import Callable, Collection
-from typing import TypeVar
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from cluster_conf.cli.common import CliError
 from cluster_conf.document import ClusterConf
@@ -97,3 +101,140 @@ def edit_file(
     result = apply_edit(conf, change, tolerated=tolerated)
     write(conf, output)
     return result
+
+
+# -- pushing through the local ricci agent (ccs_tool update, cman_tool version -r) ---------------------------
+# The agent is a separate package (ricci_agent, paramiko); it is imported only here, lazily, when a command
+# actually talks to it, so cluster_conf itself never depends on it (docs/architecture.md).
+AGENT_SETTINGS = "etc/ricci/ricci.json"  # {"node_name", "address", "port"}: where this node's agent listens
+OK_OUTCOMES = frozenset({"updated", "already"})
+
+
+@dataclass(frozen=True, slots=True)
+class LocalAgent:
+    """This node's agent, as `$CLUSTER_ROOT/etc/ricci/ricci.json` describes it (read by ricci_agent.client)."""
+
+    root: str
+    node_name: str
+    address: str
+    port: int
+
+    @property
+    def where(self) -> str:
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """What the agent did with a pushed configuration: versions before and after, and each node's outcome."""
+
+    old_version: int | None
+    new_version: int
+    nodes: dict[str, tuple[str, str]]  # node name → (outcome, message)
+
+    @property
+    def failed(self) -> dict[str, tuple[str, str]]:
+        return {name: o for name, o in self.nodes.items() if o[0] not in OK_OUTCOMES}
+
+
+class AgentRefusal(CliError):
+    """The agent answered with an error (`code` from docs/ricci-protocol.md); `details` as it sent them."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.agent_details = details or {}
+
+
+def cluster_root(environ: Mapping[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return env.get("CLUSTER_ROOT") or "/"
+
+
+def local_agent(root: str) -> LocalAgent | None:
+    """This node's agent (ricci_agent.client.AgentSettings), None when the node has none (no ricci.json)."""
+    if not os.path.exists(os.path.join(root, AGENT_SETTINGS)):
+        return None
+    from ricci_agent.client import AgentSettings, RicciError
+
+    try:
+        settings = AgentSettings.load(root)
+    except RicciError as exc:
+        raise CliError(f"cannot use this node's agent settings: {exc.message}") from None
+    return LocalAgent(root, settings.node_name, settings.address, settings.port)
+
+
+def _call_agent(agent: LocalAgent, function: str, args: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+    """One request to the local agent; no answer is a CliError naming the agent, an error reply AgentRefusal."""
+    import logging
+
+    from ricci_agent.client import RicciClient
+    from ricci_agent.protocol import NO_ANSWER, RicciError
+
+    # A failed handshake is reported below in one line; paramiko would also print its own traceback.
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
+    try:
+        with RicciClient.for_root(agent.root) as client:
+            return client.call(agent.address, agent.port, function, args, timeout=timeout)
+    except RicciError as exc:
+        if exc.code in NO_ANSWER:
+            raise CliError(
+                f"cannot reach the local ricci agent at {agent.where}: {exc.message}; is 'ricci serve' running?"
+            ) from None
+        raise AgentRefusal(exc.code, exc.message, exc.details) from None
+
+
+def agent_request(agent: LocalAgent, function: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A short request to the local agent (hello, cluster.versions, ...)."""
+    return _call_agent(agent, function, args or {}, timeout=SHORT_REQUEST)
+
+
+SHORT_REQUEST = 6.0  # seconds
+PUSH_REQUEST = 60.0  # seconds: the agent stages and commits on every peer before it answers
+
+
+def push_config(agent: LocalAgent, conf: ClusterConf, *, propagate: bool) -> PushResult:
+    """Hand `conf` to the local agent (cluster.set_config); with `propagate`, the agent passes it on to every
+    node of the cluster in two phases. Refusals come back as AgentRefusal with the agent's code and details."""
+    reply = _call_agent(agent, "cluster.set_config", {**xml_argument(conf.to_bytes()), "propagate": propagate},
+                        timeout=PUSH_REQUEST)
+    nodes: dict[str, tuple[str, str]] = {}
+    for name, outcome in (reply.get("nodes") or {}).items():
+        if isinstance(outcome, dict):
+            nodes[str(name)] = (str(outcome.get("outcome", "")), str(outcome.get("message", "")))
+    old = reply.get("old_version")
+    new = reply.get("new_version")
+    return PushResult(old if isinstance(old, int) else None, new if isinstance(new, int) else 0, nodes)
+
+
+def xml_argument(data: bytes) -> dict[str, str]:
+    """The document's exact bytes as the protocol carries them: `xml` (text) when they are UTF-8, else
+    `xml_b64` (docs/ricci-protocol.md). The agent stores what it receives byte for byte, and its hash must
+    match the file's (cman_tool version -r pushes the live file itself)."""
+    import base64
+
+    try:
+        return {"xml": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"xml_b64": base64.b64encode(data).decode("ascii")}
+
+
+OUTCOME_WORDS = {
+    "updated": "updated",
+    "already": "already had it",
+    "unreachable": "unreachable",
+    "refused": "refused",
+}
+
+
+def outcome_lines(result: PushResult) -> list[str]:
+    """`  node1: updated`, `  node3: unreachable (connection refused)`, ... in node-name order."""
+    width = max((len(name) for name in result.nodes), default=0)
+    lines = []
+    for name in sorted(result.nodes):
+        outcome, message = result.nodes[name]
+        text = OUTCOME_WORDS.get(outcome, outcome)
+        if message and outcome not in OK_OUTCOMES:
+            text += f" ({message})"
+        lines.append(f"  {name + ':':<{width + 1}} {text}")
+    return lines

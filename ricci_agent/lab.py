@@ -1,0 +1,720 @@
+"""The local lab: a whole cluster of ricci agents on loopback, one folder per node (no Django here).
+
+    lab = Lab("var/lab")
+    lab.up(nodes=3)                  # roots, keys, cluster.conf, agents on 127.0.0.11.. port 11111
+    lab.node("node1").root           # that node's CLUSTER_ROOT
+    with lab.client() as c: ...      # a RicciClient that every node trusts
+    lab.kill("node2"); lab.start("node2")
+    lab.down()                       # every agent stopped, none left behind
+
+Layout under the lab folder DIR:
+
+    DIR/lab.json                     what is running: nodes, addresses, ports, roots, pids, host key fingerprints
+    DIR/<node>/                      the node's CLUSTER_ROOT (etc/cluster, etc/ricci, etc/hosts, var/...)
+    DIR/_client/etc/ricci/           the lab's own client key and known_hosts (the lab, tests and scripts use it)
+
+Every node's client key (and the lab's) is authorised on every node, and every host key is pinned in every
+known_hosts, so the agents can propagate among themselves and the lab can call any of them. Each agent runs in
+its own session (process group = its pid); stopping or killing a node signals the whole group. See docs/lab.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import ipaddress
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ricci_agent.client import RicciClient
+
+DEFAULT_DIR = "var/lab"
+DEFAULT_CLUSTER_NAME = "labcluster"
+DEFAULT_NODES = 3
+FIRST_ADDRESS = "127.0.0.11"
+AGENT_PORT = 11111
+MAX_NODES = 200  # 127.0.0.11 .. 127.0.0.210: stays inside 127.0.0.0/24
+LAB_FILE = "lab.json"
+LOCK_FILE = ".lab.lock"
+CLIENT_DIR = "_client"  # node names start with a letter or digit, so this never clashes with a node's root
+AGENT_OUTPUT = "var/log/cluster/ricci.out"  # the agent's stdout/stderr (its own log is ricci.log)
+FORMAT = 1
+AUTHOR = "localcluster up"  # who wrote version 1, in each node's configuration history
+
+FENCE_DEVICE = "labfence"
+FENCE_AGENT = "fence_lab"
+FAILOVER_DOMAIN = "labdomain"
+
+STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+KILL_GRACE = 3.0  # seconds to wait for a SIGKILLed group to vanish
+HELLO_POLL = 0.1
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
+_CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,15}")
+
+
+class LabError(Exception):
+    """A lab operation that cannot be done; the message is one line, fit to print after `localcluster: `."""
+
+    def __init__(self, message: str, *, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass(frozen=True, slots=True)
+class LabNode:
+    name: str
+    nodeid: int
+    address: str
+    port: int
+    root: Path
+    pid: int | None = None
+    fingerprint: str = ""
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        return self.address, self.port
+
+    @property
+    def key(self) -> str:
+        """How the client library names this node in fan-out results: `address:port`."""
+        return f"{self.address}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "etc/cluster/cluster.conf"
+
+    def environ(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """`base` (default os.environ) with this node's CLUSTER_ROOT, and this Python's bin first on PATH so
+        the suite's commands (ccs_tool, cman_tool, ricci) resolve to the ones installed next to it."""
+        env = dict(os.environ if base is None else base)
+        env["CLUSTER_ROOT"] = str(self.root)
+        bindir = str(Path(sys.executable).parent)
+        path = env.get("PATH", "")
+        if bindir not in path.split(os.pathsep):
+            env["PATH"] = bindir + (os.pathsep + path if path else "")
+        return env
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["root"] = str(self.root)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LabNode:
+        return cls(
+            name=str(data["name"]),
+            nodeid=int(data["nodeid"]),
+            address=str(data["address"]),
+            port=int(data["port"]),
+            root=Path(data["root"]),
+            pid=int(data["pid"]) if data.get("pid") is not None else None,
+            fingerprint=str(data.get("fingerprint", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """One node as `status` sees it: is its agent process there, does it answer, with which configuration."""
+
+    node: LabNode
+    running: bool
+    answering: bool
+    config_version: int | None = None
+    config_hash: str | None = None
+    problem: str = ""
+
+
+@dataclass(slots=True)
+class LabState:
+    cluster_name: str
+    nodes: list[LabNode] = field(default_factory=list)
+
+    def to_json(self, directory: Path) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "cluster_name": self.cluster_name,
+            "directory": str(directory),
+            "client_root": str(directory / CLIENT_DIR),
+            "nodes": [n.to_json() for n in self.nodes],
+        }
+
+
+# -- names and addresses -----------------------------------------------------------------------------------
+def node_names(nodes: int | None = None, names: Sequence[str] | None = None) -> list[str]:
+    """The lab's node names: `names` as given (checked), else node1..nodeN (N default 3)."""
+    if names is not None and nodes is not None and nodes != len(names):
+        raise LabError(f"--nodes {nodes} and --node-names ({len(names)} names) disagree; give one of them")
+    if names is None:
+        count = DEFAULT_NODES if nodes is None else nodes
+        if not 1 <= count <= MAX_NODES:
+            raise LabError(f"the number of nodes must be between 1 and {MAX_NODES}, not {count}")
+        return [f"node{i}" for i in range(1, count + 1)]
+    result = [name.strip() for name in names]
+    if not result or not 1 <= len(result) <= MAX_NODES:
+        raise LabError(f"give between 1 and {MAX_NODES} node names")
+    for name in result:
+        if not _NODE_NAME.fullmatch(name):
+            raise LabError(
+                f"invalid node name {name!r}: use letters, digits, '.' and '-', starting with a letter or digit"
+            )
+    seen: set[str] = set()
+    for name in result:
+        if name in seen:
+            raise LabError(f"node name {name} is given twice")
+        seen.add(name)
+    return result
+
+
+def check_cluster_name(name: str) -> str:
+    if not _CLUSTER_NAME.fullmatch(name):
+        raise LabError(f"invalid cluster name {name!r}: 1 to 16 letters, digits, '_', '.' or '-'")
+    return name
+
+
+def node_address(index: int, first: str = FIRST_ADDRESS) -> str:
+    """The loopback address of the index-th node (0-based): 127.0.0.11, 127.0.0.12, ..."""
+    address = ipaddress.IPv4Address(first) + index
+    if address not in ipaddress.IPv4Network("127.0.0.0/8"):
+        raise LabError(f"node address {address} is outside 127.0.0.0/8")
+    return str(address)
+
+
+# -- the files of a node's root -----------------------------------------------------------------------------
+def lab_cluster_conf(cluster_name: str, names: Sequence[str], port: int = AGENT_PORT) -> bytes:
+    """The lab's first cluster.conf (version 1): every node with 1 vote and its nodeid, fenced by the lab's
+    fence device, and an ordered failover domain holding all nodes in order (two nodes get cman two_node).
+    Agents on another port than 11111 are named on each clusternode (`ricci_port`), which is how peers find them."""
+    from cluster_conf import edit, validate
+    from ricci_agent.server import PORT_ATTRIBUTE
+
+    conf = edit.new_cluster(cluster_name, two_node=len(names) == 2)  # two nodes: cman two_node, as luci did
+    edit.add_fence_device(conf, FENCE_DEVICE, FENCE_AGENT)
+    extra = {PORT_ATTRIBUTE: str(port)} if port != AGENT_PORT else {}
+    for nodeid, name in enumerate(names, start=1):
+        edit.add_node(conf, name, nodeid=nodeid, votes=1, fence_device=FENCE_DEVICE, device_params={"port": name},
+                      attrs=extra)
+    edit.add_domain(
+        conf, FAILOVER_DOMAIN, ordered=True, members=[(name, i) for i, name in enumerate(names, start=1)]
+    )
+    errors = [r for r in validate(conf, lint=False) if r.is_error]
+    if errors:  # a bug in this module, not bad input: the names were checked already
+        raise LabError(f"the generated cluster.conf is invalid: {errors[0].format('cluster.conf')}")
+    return conf.to_bytes()
+
+
+def hosts_file(nodes: Sequence[LabNode]) -> str:
+    """etc/hosts (hosts(5)): how an agent finds the address of a clusternode name."""
+    width = max(len(n.address) for n in nodes)
+    lines = ["# written by the local lab (ricci_agent.lab): cluster node names on loopback"]
+    lines += [f"{n.address:<{width}} {n.name}" for n in nodes]
+    return "\n".join(lines) + "\n"
+
+
+def ricci_json(node: LabNode) -> str:
+    return json.dumps({"node_name": node.name, "address": node.address, "port": node.port}, indent=2) + "\n"
+
+
+def _write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
+    from cluster_conf.document import atomic_write
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, data.encode() if isinstance(data, str) else data, keep_old=False)
+    os.chmod(path, mode)
+
+
+def make_root(root: Path) -> None:
+    for sub in ("etc/cluster", "etc/ricci", "var/lib/cluster", "var/log/cluster"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    os.chmod(root / "etc/ricci", 0o700)
+
+
+def trust_all(nodes: Sequence[LabNode], client_root: Path) -> dict[str, str]:
+    """Create the keys and make every party trust every other; return each node's host key fingerprint.
+
+    Each node's client key and the lab's client key are authorised on every node; each host key is pinned in
+    every node's known_hosts and the lab's, under the node's address and under its name. All nodes trust the
+    same keys, so the two files are written once through ricci_agent.keys (in the first node's root) and copied
+    to the others: quadratic work instead of cubic, which matters for a 64-node lab."""
+    from ricci_agent import keys
+
+    make_root(client_root)
+    fingerprints = {n.name: keys.ensure_host_key(n.root) for n in nodes}
+    client_keys = [keys.ensure_client_key(n.root) for n in nodes] + [keys.ensure_client_key(client_root)]
+    first = nodes[0].root
+    for line in client_keys:
+        keys.authorize(first, line)
+    for peer in nodes:
+        host_key = keys.host_public_key(peer.root)
+        for host in (peer.address, peer.name):
+            keys.pin_host_key(first, host, peer.port, host_key)
+    for root in [n.root for n in nodes[1:]] + [client_root]:
+        if root != client_root:
+            shutil.copy2(first / keys.AUTHORIZED_KEYS, root / keys.AUTHORIZED_KEYS)
+        shutil.copy2(first / keys.KNOWN_HOSTS, root / keys.KNOWN_HOSTS)
+    return fingerprints
+
+
+# -- processes ------------------------------------------------------------------------------------------------
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, process group) of a live process, or None when it is gone (zombies count as gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = text[text.rfind(")") + 2 :].split()
+    state, pgrp = fields[0], int(fields[2])
+    return (None if state in ("Z", "X") else (state, pgrp))
+
+
+def _reap(pid: int) -> None:
+    """Collect `pid` if it is our own exited child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes (not zombies) of process group `pgid`."""
+    _reap(pgid)
+    members = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            stat = _proc_stat(int(entry.name))
+            if stat is not None and stat[1] == pgid:
+                members.append(int(entry.name))
+    return members
+
+
+def node_processes(node: LabNode) -> list[int]:
+    """The live processes of the node's process group that belong to this node (CLUSTER_ROOT is its root).
+
+    The environment check keeps a stale lab.json (after a reboot, say) from signalling some other program that
+    happens to have the recorded pid as its process group."""
+    if node.pid is None:
+        return []
+    marker = f"CLUSTER_ROOT={node.root}".encode()
+    ours = []
+    for pid in group_members(node.pid):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in environ:
+            ours.append(pid)
+    return ours
+
+
+def is_agent(pid: int | None, node: LabNode) -> bool:
+    """Is `pid` a live `ricci serve` for `node` (and not some other process that reused the pid)?"""
+    if pid is None:
+        return False
+    _reap(pid)
+    if _proc_stat(pid) is None:
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"serve" in argv and node.address.encode() in argv and str(node.port).encode() in argv
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def wait_gone(pgids: Sequence[int], timeout: float) -> list[int]:
+    """Wait (bounded) until no live process is left in any of `pgids`; return the groups still alive."""
+    deadline = time.monotonic() + timeout
+    alive = list(pgids)
+    while alive:
+        alive = [g for g in alive if group_members(g)]
+        if not alive or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return alive
+
+
+def stop_groups(pgids: Sequence[int], grace: float = STOP_GRACE) -> list[int]:
+    """SIGTERM every group, SIGKILL those still there after `grace` seconds; return the groups that survived."""
+    for pgid in pgids:
+        _signal_group(pgid, signal.SIGTERM)
+    alive = wait_gone(pgids, grace)
+    for pgid in alive:
+        _signal_group(pgid, signal.SIGKILL)
+    return wait_gone(alive, KILL_GRACE)
+
+
+def agent_command(node: LabNode) -> list[str]:
+    """`ricci serve` for this node: the console script next to this Python, else the module."""
+    script = Path(sys.executable).parent / "ricci"
+    base = [str(script)] if script.exists() else [sys.executable, "-m", "ricci_agent.cli"]
+    return [*base, "serve", "--address", node.address, "--port", str(node.port)]
+
+
+def spawn_agent(node: LabNode) -> int:
+    """Start the node's agent in the background, in its own session, output to its root's log folder."""
+    output = node.root / AGENT_OUTPUT
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "ab") as log:
+        process = subprocess.Popen(
+            agent_command(node),
+            cwd=node.root,
+            env=node.environ(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return process.pid
+
+
+def port_free(address: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(nodes: int, first_address: str = FIRST_ADDRESS, attempts: int = 50) -> int:
+    """A port that is free on all `nodes` lab addresses: for tests and benchmarks that must not collide with a
+    lab on 11111 or with each other. Bounded: LabError after `attempts` tries."""
+    for _ in range(attempts):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((first_address, 0))
+            port = sock.getsockname()[1]
+        if all(port_free(node_address(i, first_address), port) for i in range(nodes)):
+            return port
+    raise LabError(f"found no port free on {nodes} addresses from {first_address} in {attempts} tries")
+
+
+def free_block(nodes: int, port: int = AGENT_PORT, attempts: int = 50) -> str:
+    """The first address of a block 127.A.B.11.. (A >= 1, away from the default 127.0.0.11..) whose `nodes`
+    addresses all have `port` free: for tests and benchmarks, so that each lab keeps the real port 11111 and
+    never meets another lab. Random, bounded: LabError after `attempts` tries."""
+    import random
+
+    for _ in range(attempts):
+        first = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.11"
+        if all(port_free(node_address(i, first), port) for i in range(nodes)):
+            return first
+    raise LabError(f"found no block of {nodes} loopback addresses with port {port} free in {attempts} tries")
+
+
+def last_lines(path: Path, count: int = 3) -> str:
+    """The last lines of a log, joined on one line, for an error message."""
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in lines[-count:])
+
+
+# -- the lab ----------------------------------------------------------------------------------------------------
+class Lab:
+    """A local lab in `directory` (default var/lab). Every method is safe to call from several processes: the
+    ones that change lab.json hold a lock on the folder."""
+
+    def __init__(self, directory: str | os.PathLike[str] = DEFAULT_DIR) -> None:
+        self.directory = Path(directory).absolute()
+
+    # -- state ---------------------------------------------------------------------------------------------
+    @property
+    def state_path(self) -> Path:
+        return self.directory / LAB_FILE
+
+    @property
+    def client_root(self) -> Path:
+        return self.directory / CLIENT_DIR
+
+    def exists(self) -> bool:
+        return self.state_path.is_file()
+
+    def load(self) -> LabState:
+        try:
+            data = json.loads(self.state_path.read_text())
+        except FileNotFoundError:
+            raise LabError(f"no lab in {self.directory} (no {LAB_FILE}); create one with 'localcluster up'") from None
+        except (OSError, ValueError) as exc:
+            raise LabError(f"cannot read {self.state_path}: {exc}") from None
+        try:
+            return LabState(str(data["cluster_name"]), [LabNode.from_json(n) for n in data["nodes"]])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise LabError(f"{self.state_path} is not a lab description (bad or missing {exc})") from None
+
+    def save(self, state: LabState) -> None:
+        _write(self.state_path, json.dumps(state.to_json(self.directory), indent=2) + "\n")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @property
+    def nodes(self) -> list[LabNode]:
+        return self.load().nodes
+
+    @property
+    def cluster_name(self) -> str:
+        return self.load().cluster_name
+
+    def node(self, name: str) -> LabNode:
+        return self._find(self.load(), name)
+
+    def _find(self, state: LabState, name: str) -> LabNode:
+        for node in state.nodes:
+            if node.name == name:
+                return node
+        known = ", ".join(n.name for n in state.nodes)
+        raise LabError(f"no node {name} in the lab in {self.directory} (nodes: {known})")
+
+    def client(self, *, connect_timeout: float = 3.0, request_timeout: float = 6.0) -> RicciClient:
+        """A client with the lab's own key: trusted by every node, and pinning every node's host key."""
+        from ricci_agent.client import RicciClient
+
+        return RicciClient.for_root(self.client_root, connect_timeout=connect_timeout, request_timeout=request_timeout)
+
+    # -- up ------------------------------------------------------------------------------------------------
+    def up(
+        self,
+        nodes: int | None = None,
+        names: Sequence[str] | None = None,
+        cluster_name: str = DEFAULT_CLUSTER_NAME,
+        *,
+        first_address: str = FIRST_ADDRESS,
+        port: int = AGENT_PORT,
+        timeout: float | None = None,
+    ) -> list[LabNode]:
+        """Create the lab (or start the agents of an existing one again) and wait until every agent answers
+        `hello`. On any failure the agents started here are stopped again before the error is raised."""
+        with self.locked():
+            state = self._existing_or_new(nodes, names, cluster_name, first_address, port)
+            running = [n.name for n in state.nodes if is_agent(n.pid, n)]
+            if running:
+                raise LabError(
+                    f"the lab in {self.directory} is already running ({', '.join(running)}); "
+                    "run 'localcluster down' first"
+                )
+            self._check_addresses_free(state.nodes)
+            started: list[int] = []
+            try:
+                for i, node in enumerate(state.nodes):
+                    pid = spawn_agent(node)
+                    started.append(pid)
+                    state.nodes[i] = replace(node, pid=pid)
+                    self.save(state)
+                self._wait_hello(state.nodes, timeout)
+            except BaseException:
+                stop_groups(started)
+                for i, node in enumerate(state.nodes):
+                    state.nodes[i] = replace(node, pid=None)
+                self.save(state)
+                raise
+            return list(state.nodes)
+
+    def _existing_or_new(
+        self,
+        nodes: int | None,
+        names: Sequence[str] | None,
+        cluster_name: str,
+        first_address: str,
+        port: int,
+    ) -> LabState:
+        if self.exists():
+            state = self.load()
+            wanted = node_names(nodes, names) if (nodes is not None or names is not None) else None
+            have = [n.name for n in state.nodes]
+            if wanted is not None and wanted != have:
+                raise LabError(
+                    f"{self.directory} already holds a lab with nodes {', '.join(have)}; "
+                    "use another --dir, or remove that folder after 'localcluster down'"
+                )
+            return state
+        if not 1 <= port <= 65535:
+            raise LabError(f"port {port} is not between 1 and 65535")
+        return self.create(node_names(nodes, names), check_cluster_name(cluster_name), first_address, port)
+
+    def create(self, names: Sequence[str], cluster_name: str, first_address: str, port: int) -> LabState:
+        """Write every node's root (keys, trust, cluster.conf, etc/hosts, ricci.json) and lab.json."""
+        if self.directory.exists() and any(p.name != LOCK_FILE for p in self.directory.iterdir()):
+            raise LabError(f"{self.directory} exists and is not a lab (no {LAB_FILE}); choose an empty or new --dir")
+        lab_nodes = [
+            LabNode(name, nodeid, node_address(nodeid - 1, first_address), port, self.directory / name)
+            for nodeid, name in enumerate(names, start=1)
+        ]
+        from ricci_agent.store import ConfigStore, check_candidate
+
+        config = check_candidate(lab_cluster_conf(cluster_name, names, port), "the lab's cluster.conf")
+        hosts = hosts_file(lab_nodes)
+        try:
+            for node in lab_nodes:
+                make_root(node.root)
+                ConfigStore(node.root).install(config, author=AUTHOR)  # version 1 is in the history, as if pushed
+                _write(node.root / "etc/hosts", hosts)
+                _write(node.root / "etc/ricci/ricci.json", ricci_json(node))
+            fingerprints = trust_all(lab_nodes, self.client_root)
+            state = LabState(cluster_name, [replace(n, fingerprint=fingerprints[n.name]) for n in lab_nodes])
+            self.save(state)
+        except BaseException:  # leave no half-made lab behind: a retry would find a folder that is not a lab
+            for root in [n.root for n in lab_nodes] + [self.client_root]:
+                shutil.rmtree(root, ignore_errors=True)
+            raise
+        return state
+
+    def _check_addresses_free(self, nodes: Sequence[LabNode]) -> None:
+        for node in nodes:
+            if not port_free(node.address, node.port):
+                raise LabError(
+                    f"{node.key} (for {node.name}) is already in use; another lab may be running there "
+                    "(stop it with 'localcluster down --dir ITS_DIR')"
+                )
+
+    def _wait_hello(self, nodes: Sequence[LabNode], timeout: float | None) -> None:
+        """Bounded wait until every agent answers hello; an agent that exits or stays silent is named."""
+        limit = timeout if timeout is not None else 20.0 + 0.5 * len(nodes)
+        deadline = time.monotonic() + limit
+        pending = {n.key: n for n in nodes}
+        with self.client(connect_timeout=1.0, request_timeout=3.0) as client:
+            while pending:
+                for node in pending.values():
+                    if not is_agent(node.pid, node):
+                        output = last_lines(node.root / AGENT_OUTPUT)
+                        raise LabError(
+                            f"the agent of {node.name} exited before answering"
+                            + (f": {output}" if output else f" (see {node.root / AGENT_OUTPUT})")
+                        )
+                # An agent that is not listening yet refuses the TCP connection at once: no need to probe first.
+                results = client.fan_out([n.endpoint for n in pending.values()], "hello")
+                for key, result in results.items():
+                    if result.ok:
+                        pending.pop(key, None)
+                if not pending:
+                    break
+                if time.monotonic() >= deadline:
+                    names = ", ".join(sorted(n.name for n in pending.values()))
+                    raise LabError(f"no hello from {names} within {limit:.0f} s (see their {AGENT_OUTPUT})")
+                time.sleep(HELLO_POLL)
+
+    # -- down, kill, start -----------------------------------------------------------------------------
+    def down(self, grace: float = STOP_GRACE) -> list[str]:
+        """Stop every agent (SIGTERM, then SIGKILL after `grace` s); return the names that were running."""
+        with self.locked():
+            state = self.load()
+            running = [n for n in state.nodes if node_processes(n)]
+            survivors = stop_groups([n.pid for n in running if n.pid is not None], grace)
+            state.nodes = [replace(n, pid=None) if n.pid not in survivors else n for n in state.nodes]
+            self.save(state)
+            if survivors:
+                raise LabError(f"process groups {', '.join(map(str, survivors))} survived SIGKILL")
+            return [n.name for n in running]
+
+    def kill(self, name: str) -> int:
+        """SIGKILL the node's processes (its agent's whole process group); return the pid that was killed."""
+        with self.locked():
+            state = self.load()
+            node = self._find(state, name)
+            if node.pid is None or not node_processes(node):
+                raise LabError(f"{name} is not running")
+            _signal_group(node.pid, signal.SIGKILL)
+            if wait_gone([node.pid], KILL_GRACE):
+                raise LabError(f"{name}'s processes (group {node.pid}) survived SIGKILL")
+            self._set_pid(state, name, None)
+            return node.pid
+
+    def stop(self, name: str, grace: float = STOP_GRACE) -> int:
+        """Stop one node's agent cleanly (SIGTERM, then SIGKILL after `grace` s)."""
+        with self.locked():
+            state = self.load()
+            node = self._find(state, name)
+            if node.pid is None or not node_processes(node):
+                raise LabError(f"{name} is not running")
+            if stop_groups([node.pid], grace):
+                raise LabError(f"{name}'s processes (group {node.pid}) survived SIGKILL")
+            self._set_pid(state, name, None)
+            return node.pid
+
+    def start(self, name: str, timeout: float = 20.0) -> LabNode:
+        """Start one node's agent again and wait until it answers hello."""
+        with self.locked():
+            state = self.load()
+            node = self._find(state, name)
+            if is_agent(node.pid, node):
+                raise LabError(f"{name} is already running (pid {node.pid})")
+            self._check_addresses_free([node])
+            node = replace(node, pid=spawn_agent(node))
+            self._set_pid(state, name, node.pid)
+            try:
+                self._wait_hello([node], timeout)
+            except BaseException:
+                stop_groups([node.pid] if node.pid else [])
+                self._set_pid(state, name, None)
+                raise
+            return node
+
+    def _set_pid(self, state: LabState, name: str, pid: int | None) -> None:
+        state.nodes = [replace(n, pid=pid) if n.name == name else n for n in state.nodes]
+        self.save(state)
+
+    # -- status and exec ---------------------------------------------------------------------------------
+    def status(self, timeout: float = 3.0) -> list[NodeStatus]:
+        """Each node: process there or not, answering hello or not, and the config version and hash it holds
+        (different versions or hashes among running nodes are drift)."""
+        state = self.load()
+        running = {n.name: is_agent(n.pid, n) for n in state.nodes}
+        live = [n for n in state.nodes if running[n.name]]
+        results: dict[str, Any] = {}
+        if live:
+            with self.client(connect_timeout=timeout, request_timeout=timeout) as client:
+                results = client.fan_out([n.endpoint for n in live], "hello")
+        statuses = []
+        for node in state.nodes:
+            result = results.get(node.key)
+            if result is not None and result.ok:
+                hello = result.result
+                statuses.append(
+                    NodeStatus(node, True, True, hello.get("config_version"), hello.get("config_hash"))
+                )
+            elif result is not None:
+                statuses.append(NodeStatus(node, True, False, problem=f"{result.code}: {result.message}"))
+            else:
+                statuses.append(NodeStatus(node, False, False, problem="not running"))
+        return statuses
+
+    def exec(self, name: str, argv: Sequence[str], *, timeout: float | None = None) -> int:
+        """Run `argv` with the node's CLUSTER_ROOT (and this Python's bin on PATH); return its exit status
+        (127 when the command does not exist, 128+N when killed by signal N, like a shell)."""
+        node = self.node(name)
+        if not argv:
+            raise LabError("exec needs a command after the node name (localcluster exec NODE -- COMMAND...)")
+        env = node.environ()
+        program = shutil.which(argv[0], path=env["PATH"]) if "/" not in argv[0] else argv[0]
+        if program is None:
+            raise LabError(f"command not found: {argv[0]}", exit_code=127)
+        try:
+            completed = subprocess.run([program, *argv[1:]], env=env, timeout=timeout, check=False)
+        except PermissionError:
+            raise LabError(f"cannot run {argv[0]}: permission denied", exit_code=126) from None
+        except FileNotFoundError:
+            raise LabError(f"command not found: {argv[0]}", exit_code=127) from None
+        code = completed.returncode
+        return 128 - code if code < 0 else code

@@ -1,0 +1,169 @@
+"""The ricci request/response protocol (version 1), carried by the SSH subsystem `ricci`.
+
+Framing: JSON lines (UTF-8, one object per line, `\\n` terminated), at most `MAX_MESSAGE_BYTES` per line.
+
+    request:  {"v": 1, "id": 7, "fn": "cluster.get_config", "args": {}}
+    success:  {"v": 1, "id": 7, "ok": true, "result": {...}}
+    failure:  {"v": 1, "id": 7, "ok": false, "error": {"code": "...", "message": "...", "details": {...}}}
+
+A line that is too long, not JSON, or not a request object is answered with an error (id null when the id could not
+be read) and the channel stays open. docs/ricci-protocol.md is the full reference.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOL_VERSION = 1
+SUBSYSTEM = "ricci"
+DEFAULT_PORT = 11111
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # cluster.conf may be 32 MiB (cluster_conf.xmlsafe.MAX_BYTES), JSON-escaped
+
+# Error codes answered by the agent (the store's refusal codes come from ricci_agent.store).
+MALFORMED = "malformed_request"
+TOO_LARGE = "message_too_large"
+UNSUPPORTED = "unsupported_protocol"
+UNKNOWN_FUNCTION = "unknown_function"
+BAD_ARGUMENTS = "bad_arguments"
+INTERNAL = "internal_error"
+NOT_AVAILABLE = "not_available"
+# Error codes the client library produces for a node it could not get an answer from.
+UNREACHABLE = "unreachable"
+TIMEOUT = "timeout"
+HOST_KEY_UNKNOWN = "host_key_unknown"
+HOST_KEY_CHANGED = "host_key_changed"
+AUTH_FAILED = "auth_failed"
+CONNECTION_LOST = "connection_lost"
+# Codes that mean "no answer from that node" (as opposed to an answer that is an error).
+NO_ANSWER = frozenset({UNREACHABLE, TIMEOUT, CONNECTION_LOST})
+
+
+class RicciError(Exception):
+    """An error reply, or a failure to get a reply. `code` is stable; `message` is one line for people."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            data["details"] = self.details
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    id: int | str
+    fn: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    except UnicodeEncodeError:  # a lone surrogate (from a request's JSON escapes): JSON can still carry it as \\uXXXX
+        return json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
+
+
+def request_line(request_id: int, fn: str, args: dict[str, Any] | None = None) -> bytes:
+    return encode({"v": PROTOCOL_VERSION, "id": request_id, "fn": fn, "args": args or {}})
+
+
+def ok_line(request_id: int | str | None, result: dict[str, Any]) -> bytes:
+    return encode({"v": PROTOCOL_VERSION, "id": request_id, "ok": True, "result": result})
+
+
+def error_line(request_id: int | str | None, error: RicciError) -> bytes:
+    return encode({"v": PROTOCOL_VERSION, "id": request_id, "ok": False, "error": error.to_dict()})
+
+
+def parse_request(line: bytes) -> Request:
+    """Decode one request line; RicciError (with `details["id"]` when the id was readable) if it is not one."""
+    try:
+        message = json.loads(line)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise RicciError(MALFORMED, f"the request is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise RicciError(MALFORMED, "the request is nested too deeply") from None
+    if not isinstance(message, dict):
+        raise RicciError(MALFORMED, "the request is not a JSON object")
+    request_id = message.get("id")
+    if not isinstance(request_id, int | str) or isinstance(request_id, bool):
+        raise RicciError(MALFORMED, "the request has no id (an integer or a string)")
+    where = {"id": request_id}
+    if message.get("v") != PROTOCOL_VERSION:
+        shown = message.get("v")
+        raise RicciError(UNSUPPORTED, f"protocol version {shown!r} is not supported (use {PROTOCOL_VERSION})", where)
+    fn, args = message.get("fn"), message.get("args", {})
+    if not isinstance(fn, str) or not fn:
+        raise RicciError(MALFORMED, "the request has no function name ('fn')", where)
+    if not isinstance(args, dict):
+        raise RicciError(MALFORMED, "'args' must be a JSON object", where)
+    return Request(request_id, fn, args)
+
+
+def parse_reply(line: bytes) -> tuple[int | str | None, dict[str, Any] | RicciError]:
+    """(id, result) or (id, RicciError) from one reply line; RicciError(MALFORMED) if it is not a reply."""
+    try:
+        message = json.loads(line)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise RicciError(MALFORMED, "the agent sent a reply that is not JSON") from None
+    if not isinstance(message, dict) or "ok" not in message:
+        raise RicciError(MALFORMED, "the agent sent something that is not a reply")
+    request_id = message.get("id")
+    if message["ok"] is True:
+        result = message.get("result")
+        return request_id, result if isinstance(result, dict) else {}
+    error = message.get("error") if isinstance(message.get("error"), dict) else {}
+    details = error.get("details") if isinstance(error.get("details"), dict) else {}
+    return request_id, RicciError(str(error.get("code", INTERNAL)), str(error.get("message", "error")), details)
+
+
+TOO_LARGE_MARK = object()  # what LineReader yields for a line that was longer than the limit (already discarded)
+
+
+class LineReader:
+    """Split a byte stream into lines of at most `limit` bytes without ever holding more than that.
+
+    A longer line is dropped as it arrives (nothing of it is kept) and reported once, as TOO_LARGE_MARK, when its
+    end is seen: the stream stays usable for the next request.
+    """
+
+    def __init__(self, limit: int = MAX_MESSAGE_BYTES) -> None:
+        self.limit = limit
+        self._buffer = bytearray()
+        self._discarding = False
+
+    def feed(self, data: bytes) -> Iterator[bytes | object]:
+        start = 0
+        while start < len(data):
+            end = data.find(b"\n", start)
+            piece = data[start:] if end < 0 else data[start:end]
+            start = len(data) if end < 0 else end + 1
+            if not self._discarding:
+                if len(self._buffer) + len(piece) > self.limit:
+                    self._buffer.clear()
+                    self._discarding = True
+                else:
+                    self._buffer += piece
+            if end >= 0:
+                if self._discarding:
+                    self._discarding = False
+                    yield TOO_LARGE_MARK
+                else:
+                    line = bytes(self._buffer)
+                    self._buffer.clear()
+                    if line.strip():
+                        yield line
+
+    @property
+    def discarding(self) -> bool:
+        return self._discarding

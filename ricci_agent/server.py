@@ -1,0 +1,1064 @@
+"""The ricci agent: a paramiko SSH server with one subsystem, `ricci`, serving the node's configuration store.
+
+Threads: the accept loop (the caller's, which also does the housekeeping), one paramiko transport thread per
+connection, one login monitor per connection until it authenticates, one handler per `ricci` channel, and the
+catch-up loop.
+
+Hardening (see docs/ricci-protocol.md):
+- public-key authentication only, against `etc/ricci/authorized_keys` (re-read when it changes; the sessions of
+  a key removed from it are closed);
+- paramiko asks `check_auth_publickey` both for a key *query* (no signature yet) and before it verifies a
+  signature, so that callback only answers whether the key is listed: a connection counts as authenticated, and
+  "auth accepted" is logged, only once paramiko has verified a signature (`transport.is_authenticated()`);
+- no shell, no exec, no pty, no port forwarding, no other subsystem; at most MAX_CHANNELS open sessions per
+  connection;
+- at most MAX_UNAUTHENTICATED connections that have not authenticated yet, MAX_UNAUTHENTICATED_PER_SOURCE of them
+  from one address: more are closed at once, unread;
+- `login_grace` seconds (ricci.json, default 10) to authenticate; at most MAX_AUTH_ATTEMPTS attempts (queries
+  included) per connection; after MAX_AUTH_FAILURES failures (unknown keys, bad signatures, passwords) a delay
+  of AUTH_FAILURE_DELAY seconds, then the connection is closed;
+- every accepted and refused authentication is logged to `var/log/cluster/ricci.log`, with the key's fingerprint;
+- requests longer than the message limit, malformed or unknown are answered with an error; the channel stays open.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import dataclasses
+import logging
+import os
+import re
+import select
+import socket
+import stat
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import paramiko
+
+from cluster_conf.model import view
+from ricci_agent import keys
+from ricci_agent.client import LONG_REQUEST_TIMEOUT, AgentSettings, NodeResult, RicciClient
+from ricci_agent.protocol import (
+    AUTH_FAILED,
+    BAD_ARGUMENTS,
+    DEFAULT_PORT,
+    HOST_KEY_CHANGED,
+    HOST_KEY_UNKNOWN,
+    INTERNAL,
+    MALFORMED,
+    NO_ANSWER,
+    NOT_AVAILABLE,
+    PROTOCOL_VERSION,
+    SUBSYSTEM,
+    TOO_LARGE,
+    TOO_LARGE_MARK,
+    UNKNOWN_FUNCTION,
+    LineReader,
+    RicciError,
+    error_line,
+    ok_line,
+    parse_request,
+)
+from ricci_agent.store import (
+    NO_CONFIG,
+    NOT_GREATER,
+    RACE_LOST,
+    RACE_TEXT,
+    SAME_VERSION,
+    Candidate,
+    ConfigStore,
+    Staging,
+    StoreRefusal,
+    better_copy,
+    check_candidate,
+    check_version,
+)
+
+LOG_PATH = Path("var/log/cluster/ricci.log")
+HOSTS_FILE = Path("etc/hosts")
+PORT_ATTRIBUTE = "ricci_port"  # on <clusternode>: the peer's agent port when it is not 11111
+AGENT_VERSION = "rhcs-py ricci 0.1.0"
+
+MAX_UNAUTHENTICATED = 10
+MAX_UNAUTHENTICATED_PER_SOURCE = 3
+MAX_AUTH_ATTEMPTS = 6  # userauth requests per connection, key queries included (OpenSSH's MaxAuthTries)
+MAX_AUTH_FAILURES = 3
+AUTH_FAILURE_DELAY = 2.0
+MAX_CHANNELS = 4
+KEEPALIVE = 30
+HOUSEKEEPING = 0.5  # seconds between prunes of finished connections and authorized_keys checks
+POLL_PEERS = 2  # peers that must answer at each periodic catch-up round (the next answering ones on the ring)
+POLL_MIN, POLL_DEFAULT = 0.25, 1.0  # seconds; cman's ccsd_poll (ms) sets the interval
+PEER_CONNECT_TIMEOUT, PEER_REQUEST_TIMEOUT = 3.0, 6.0
+# A propagated update: the stage round costs at most connect + request; a commit may wait COMMIT_WAIT on a peer
+# for a rival push's staging round to end; the whole push stays below the caller's long request timeout (30 s),
+# so a hung peer shows in the reply as unreachable instead of the caller timing out on an update that applied.
+STAGING_ROUND = PEER_CONNECT_TIMEOUT + PEER_REQUEST_TIMEOUT
+COMMIT_WAIT = STAGING_ROUND + 1.0
+PEER_COMMIT_TIMEOUT = COMMIT_WAIT + 2.0
+PUSH_BUDGET = STAGING_ROUND + PEER_COMMIT_TIMEOUT + 1.0  # 22 s
+assert PUSH_BUDGET < LONG_REQUEST_TIMEOUT
+NO_ANSWER_OUTCOME = NO_ANSWER | {HOST_KEY_UNKNOWN, HOST_KEY_CHANGED, AUTH_FAILED}
+
+# Cluster daemons node.start / node.stop manage: none yet (rgmanager's arrive in later steps). Each entry will
+# name a daemon, its systemd unit and the command that runs it when systemd does not.
+DAEMONS: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+
+log = logging.getLogger("ricci")
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    name: str
+    host: str
+    port: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request: the authenticated key (as shown in history and logs), the peer address, and the key's
+    comment (what `author` of a stage request is attributed to) and (type, base64) (to notice its revocation)."""
+
+    author: str
+    address: str
+    comment: str = ""
+    key: tuple[str, str] = ("", "")
+
+
+def read_hosts(root: Path) -> dict[str, str]:
+    """`etc/hosts` (hosts(5)): name and aliases → address; the first line naming a host wins."""
+    mapping: dict[str, str] = {}
+    try:
+        text = (root / HOSTS_FILE).read_text(errors="replace")
+    except FileNotFoundError:
+        return mapping
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        for name in fields[1:]:
+            mapping.setdefault(name, fields[0])
+    return mapping
+
+
+# -- the agent: functions over the store --------------------------------------------------------------------
+class Agent:
+    """What the agent knows and does; the SSH layer below only authenticates and carries requests."""
+
+    def __init__(self, root: Path, settings: AgentSettings) -> None:
+        self.root = root
+        self.settings = settings
+        self.store = ConfigStore(root)
+        self.staging = Staging(self.store, commit_wait=COMMIT_WAIT)
+        self.stop = threading.Event()
+        self._no_config_logged = False
+        self._poll_round = 0
+        self._peers_client: RicciClient | None = None
+        self._poll_client: RicciClient | None = None
+        self.functions: dict[str, Callable[[dict[str, Any], Caller], dict[str, Any]]] = {
+            "hello": self.hello,
+            "cluster.get_config": self.get_config,
+            "cluster.set_config": self.set_config,
+            "cluster.stage": self.stage,
+            "cluster.commit": self.commit,
+            "cluster.abort": self.abort,
+            "cluster.versions": self.versions,
+            "cluster.get_version": self.get_version,
+            "cluster.status": self.status,
+            "node.start": self.node_start,
+            "node.stop": self.node_stop,
+            "log.get": self.log_get,
+        }
+
+    # -- clients to the peers ------------------------------------------------------------------------------
+    @property
+    def source_address(self) -> str | None:
+        """Talk to peers from the listening address (so their logs name this node), unless it is a wildcard."""
+        return None if self.settings.address in ("0.0.0.0", "::", "") else self.settings.address
+
+    @property
+    def peers_client(self) -> RicciClient:
+        if self._peers_client is None:
+            self._peers_client = RicciClient.for_root(
+                self.root, connect_timeout=PEER_CONNECT_TIMEOUT, request_timeout=PEER_REQUEST_TIMEOUT,
+                source_address=self.source_address,
+            )
+        return self._peers_client
+
+    @property
+    def poll_client(self) -> RicciClient:
+        if self._poll_client is None:
+            self._poll_client = RicciClient.for_root(
+                self.root, connect_timeout=PEER_CONNECT_TIMEOUT, request_timeout=PEER_REQUEST_TIMEOUT,
+                max_connections=POLL_PEERS, source_address=self.source_address,
+            )
+        return self._poll_client
+
+    def close(self) -> None:
+        for client in (self._peers_client, self._poll_client):
+            if client is not None:
+                client.close()
+
+    # -- dispatch ------------------------------------------------------------------------------------------
+    def handle(self, fn: str, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        function = self.functions.get(fn)
+        if function is None:
+            raise RicciError(UNKNOWN_FUNCTION, f"unknown function '{fn[:80]}' (known: {', '.join(self.functions)})")
+        try:
+            return function(args, caller)
+        except StoreRefusal as exc:
+            raise RicciError(exc.code, exc.message, dict(exc.details)) from None
+
+    # -- peers ---------------------------------------------------------------------------------------------
+    def peers(self, cand: Candidate | None = None) -> list[Peer]:
+        """The other clusternodes of `cand` (default: the live config), with their agents' addresses."""
+        if cand is None:
+            current = self.store.current()
+            if current is None:
+                return []
+            try:
+                cand = check_candidate(current.data, str(self.store.conf_path))
+            except StoreRefusal:
+                return []
+        hosts = read_hosts(self.root)
+        found = []
+        for node in view(cand.conf).nodes:
+            try:
+                port = int(node.attrs.get(PORT_ATTRIBUTE, DEFAULT_PORT))
+            except ValueError:
+                port = DEFAULT_PORT
+            host = hosts.get(node.name, node.name)
+            if node.name == self.settings.node_name or (host, port) == (self.settings.address, self.settings.port):
+                continue
+            found.append(Peer(node.name, host, port))
+        return found
+
+    def poll_interval(self) -> float:
+        current = self.store.current()
+        if current is None:
+            return POLL_DEFAULT
+        try:
+            conf = check_candidate(current.data).conf
+        except StoreRefusal:
+            return POLL_DEFAULT
+        value = (view(conf).cman or {}).get("ccsd_poll")
+        try:
+            return max(POLL_MIN, int(value) / 1000.0) if value is not None else POLL_DEFAULT
+        except ValueError:
+            return POLL_DEFAULT
+
+    # -- functions -----------------------------------------------------------------------------------------
+    def hello(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        current = self.store.current()
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "agent": AGENT_VERSION,
+            "hostname": socket.gethostname(),
+            "node_name": self.settings.node_name,
+            "cluster_name": current.cluster_name if current else None,
+            "config_version": current.version if current else None,
+            "config_hash": current.hash if current else None,
+        }
+
+    def get_config(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        current = self.store.current()
+        if current is None:
+            raise RicciError(NO_CONFIG, f"{self.settings.node_name} has no readable cluster.conf")
+        return {**xml_fields(current.data), "version": current.version, "hash": current.hash}
+
+    def set_config(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        data = xml_arg(args)
+        propagate = bool_arg(args, "propagate", False)
+        cand = check_candidate(data)
+        current = self.store.current()
+        old_version = current.version if current else None
+        reports = [r.to_dict() for r in cand.warnings]
+        if not propagate:
+            outcome = self.store.install(cand, caller.author)
+            log.info("config_version %s installed (%s) by %s", cand.version, outcome, caller.author)
+            return {"old_version": old_version, "new_version": cand.version, "reports": reports,
+                    "nodes": {self.settings.node_name: {"outcome": outcome, "message": ""}}}
+        if current is not None and current.hash != cand.hash:
+            check_version(current, cand.version, cand.hash)
+        nodes = self.propagate(cand, caller.author)
+        return {"old_version": old_version, "new_version": cand.version, "reports": reports, "nodes": nodes}
+
+    def stage(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        cand = check_candidate(xml_arg(args))
+        outcome = self.staging.stage(cand, stage_author(args, caller))
+        return {"outcome": outcome, "version": cand.version, "hash": cand.hash,
+                "reports": [r.to_dict() for r in cand.warnings]}
+
+    def commit(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        version, digest = int_arg(args, "version"), str_arg(args, "hash")
+        outcome = self.staging.commit(version, digest)
+        log.info("config_version %s committed (%s) by %s", version, outcome, caller.author)
+        return {"outcome": outcome}
+
+    def abort(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        self.staging.abort(int_arg(args, "version"), str_arg(args, "hash"))
+        return {}
+
+    def versions(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        current = self.store.current()
+        return {
+            "versions": [
+                {**e.to_dict(), "current": current is not None and e.hash == current.hash}
+                for e in self.store.versions()
+            ],
+            "current": {"version": current.version, "hash": current.hash} if current else None,
+        }
+
+    def get_version(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        entry, data = self.store.get_version(int_arg(args, "version"))
+        return {**xml_fields(data), **entry.to_dict()}
+
+    def status(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """Each node's version and hash as it answers now, so drift is visible."""
+        me = self.hello({}, caller)
+        peers = self.peers()
+        answers = self.peers_client.fan_out([(p.host, p.port) for p in peers], "hello", timeout=3.0) if peers else {}
+        nodes: dict[str, dict[str, Any]] = {
+            self.settings.node_name: {
+                "address": self.settings.address, "port": self.settings.port, "reachable": True,
+                "config_version": me["config_version"], "config_hash": me["config_hash"], "message": "",
+            }
+        }
+        for peer in peers:
+            answer = answers[peer.key]
+            result = answer.result or {}
+            nodes[peer.name] = {
+                "address": peer.host, "port": peer.port, "reachable": answer.ok,
+                "config_version": result.get("config_version"), "config_hash": result.get("config_hash"),
+                "message": answer.message or "",
+            }
+        copies = {(n["config_version"], n["config_hash"]) for n in nodes.values() if n["reachable"]}
+        newest = max((c for c in copies if c[0] is not None), key=lambda c: (c[0], _neg(c[1])), default=None)
+        for node in nodes.values():
+            node["in_sync"] = node["reachable"] and (node["config_version"], node["config_hash"]) == newest
+        return {
+            "cluster_name": me["cluster_name"], "node_name": self.settings.node_name,
+            "config_version": me["config_version"], "config_hash": me["config_hash"],
+            "drift": len(copies) > 1, "nodes": nodes,
+        }
+
+    def node_start(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        return self._daemons("start")
+
+    def node_stop(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        return self._daemons("stop")
+
+    def _daemons(self, action: str) -> dict[str, Any]:
+        if not DAEMONS:
+            return {"action": action, "daemons": {}, "message": "no cluster daemons are installed on this node yet"}
+        raise RicciError(NOT_AVAILABLE, f"node.{action} is not implemented for the registered daemons yet")
+
+    def log_get(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        age = int_arg(args, "age", 3600)
+        tags = args.get("tags") or []
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise RicciError(BAD_ARGUMENTS, "'tags' must be a list of strings")
+        return {"entries": read_log_entries(self.root / LOG_PATH.parent, age, set(tags))}
+
+    # -- peers: the live configuration must be usable ------------------------------------------------------
+    def _note_config_state(self) -> None:
+        """Log once (until it is fixed) that the node has no valid config: catch-up cannot find its peers then."""
+        current = self.store.current()
+        usable = False
+        if current is not None:
+            try:
+                check_candidate(current.data, str(self.store.conf_path))
+                usable = True
+            except StoreRefusal:
+                pass
+        if not usable and not self._no_config_logged:
+            log.warning("no valid %s on this node: catch-up cannot find the peers until a valid configuration is "
+                        "installed (cluster.set_config, or by hand)", self.store.conf_path)
+        self._no_config_logged = not usable
+
+    # -- propagation (two-phase) ---------------------------------------------------------------------------
+    def propagate(self, cand: Candidate, author: str) -> dict[str, dict[str, str]]:
+        """Stage on this node and every peer in parallel, then commit where staged, within PUSH_BUDGET.
+
+        Raises race_lost when a simultaneous update of the same version won everywhere; when some nodes took
+        this copy and others refused it for the race, the reply lists both (a partial win, logged)."""
+        deadline = time.monotonic() + PUSH_BUDGET
+        peers = self.peers(cand)
+        me = self.settings.node_name
+        by_key = {p.key: p for p in peers}
+        targets = [(p.host, p.port) for p in peers]
+        stage_args = {**xml_fields(cand.data), "author": author}
+
+        nodes: dict[str, dict[str, str]] = {}
+        local_outcome, local_error = _attempt(lambda: self.staging.stage(cand, author))
+        answers = (self.peers_client.fan_out(targets, "cluster.stage", stage_args, timeout=PEER_REQUEST_TIMEOUT)
+                   if targets else {})
+        conflict = local_error is not None and local_error.code in (RACE_LOST, SAME_VERSION, NOT_GREATER)
+        if any(not a.ok and a.code in (RACE_LOST, SAME_VERSION) for a in answers.values()):
+            conflict = True
+        if conflict:
+            staged = [k for k, a in answers.items() if a.ok and (a.result or {}).get("outcome") == "staged"]
+            self._abort_everywhere(cand, local_outcome == "staged", staged)
+            log.warning("update to config_version %s by %s lost a race with a simultaneous update", cand.version,
+                        author)
+            raise RicciError(RACE_LOST, RACE_TEXT, {"version": cand.version})
+        if local_error is not None:
+            raise local_error
+
+        to_commit = [k for k, a in answers.items() if a.ok and (a.result or {}).get("outcome") == "staged"]
+        for key, answer in answers.items():
+            name = by_key[key].name
+            if answer.ok and key not in to_commit:
+                nodes[name] = {"outcome": "already", "message": ""}
+            elif not answer.ok:
+                nodes[name] = _failed_outcome(answer, "stage")
+
+        commit_args = {"version": cand.version, "hash": cand.hash}
+        local_result: list[tuple[str | None, RicciError | None]] = []
+        local_thread = None
+        if local_outcome == "staged":
+            local_thread = threading.Thread(
+                target=lambda: local_result.append(_attempt(lambda: self.staging.commit(cand.version, cand.hash)))
+            )
+            local_thread.start()
+        commit_timeout = max(1.0, min(PEER_COMMIT_TIMEOUT, deadline - time.monotonic()))
+        commits = (
+            self.peers_client.fan_out([(by_key[k].host, by_key[k].port) for k in to_commit], "cluster.commit",
+                                      commit_args, timeout=commit_timeout)
+            if to_commit else {}
+        )
+        if local_thread is not None:
+            local_thread.join()
+            outcome, error = local_result[0]
+        else:
+            outcome, error = local_outcome, None
+        for key, answer in commits.items():
+            name = by_key[key].name
+            nodes[name] = ({"outcome": (answer.result or {}).get("outcome", "updated"), "message": ""}
+                           if answer.ok else _failed_outcome(answer, "commit"))
+        took_it = (outcome == "updated" and error is None) or any(n["outcome"] == "updated" for n in nodes.values())
+        if error is not None:
+            if not took_it:
+                if error.code == RACE_LOST:
+                    raise RicciError(RACE_LOST, RACE_TEXT, {"version": cand.version, "nodes": nodes})
+                raise error
+            nodes = {me: {"outcome": "refused", "message": error.message}, **nodes}
+        else:
+            nodes = {me: {"outcome": outcome or "already", "message": ""}, **nodes}
+        summary = ", ".join(f"{n}: {o['outcome']}" for n, o in nodes.items())
+        if any(o["message"] == RACE_TEXT for o in nodes.values()):
+            log.warning("Update of cluster.conf to config_version %s by %s partly lost a race with a simultaneous "
+                        "update (catch-up settles every node on one copy): %s", cand.version, author, summary)
+        else:
+            log.info("Update of cluster.conf to config_version %s by %s: %s", cand.version, author, summary)
+        return nodes
+
+    def _abort_everywhere(self, cand: Candidate, local: bool, keys_: list[str]) -> None:
+        if local:
+            self.staging.abort(cand.version, cand.hash)
+        if keys_:
+            targets = [(k.rsplit(":", 1)[0], int(k.rsplit(":", 1)[1])) for k in keys_]
+            self.peers_client.fan_out(targets, "cluster.abort", {"version": cand.version, "hash": cand.hash})
+
+    # -- catch-up ------------------------------------------------------------------------------------------
+    def catch_up_loop(self) -> None:
+        """On start, ask every peer; then every ccsd_poll, ask the next peers on the node ring until POLL_PEERS
+        of them answered (unanswering ones are skipped), so a newer copy on any live node reaches every live node
+        within ceil((live nodes - 1) / POLL_PEERS) rounds, however many nodes are down."""
+        first = True
+        while not self.stop.is_set():
+            try:
+                peers = self.peers()
+                if peers:
+                    self._no_config_logged = False
+                else:
+                    self._note_config_state()  # validates again, only while there is nobody to ask
+                if peers:
+                    if first:
+                        self.catch_up(peers, self.peers_client)
+                    else:
+                        self.catch_up(ring_order(peers, self.settings.node_name), self.poll_client, want=POLL_PEERS)
+                first = False
+            except Exception:  # the loop must survive anything a peer or the disk throws at it
+                log.error("catch-up round failed: %s", traceback.format_exc().strip().splitlines()[-1])
+            self.stop.wait(self.poll_interval())
+
+    def ask_versions(self, peers: list[Peer], client: RicciClient, want: int | None = None
+                     ) -> list[tuple[Peer, dict[str, Any]]]:
+        """`hello` answers of `peers`: all of them at once, or (with `want`) in list order, batch after batch,
+        until `want` answered or every peer was asked."""
+        answered: list[tuple[Peer, dict[str, Any]]] = []
+        asked = 0
+        while asked < len(peers) and (want is None or len(answered) < want):
+            size = len(peers) - asked if want is None else want - len(answered)
+            batch = peers[asked:asked + size]
+            asked += len(batch)
+            results = client.fan_out([(p.host, p.port) for p in batch], "hello", timeout=3.0)
+            answered += [(p, results[p.key].result or {}) for p in batch if results[p.key].ok]
+        return answered
+
+    def catch_up(self, peers: list[Peer], client: RicciClient, want: int | None = None) -> str | None:
+        """Pull the best copy among `peers` (see ask_versions) if it beats ours; returns the peer it came from."""
+        current = self.store.current()
+        if current is None:
+            return None
+        best: tuple[int, str, Peer] | None = None
+        for peer, info in self.ask_versions(peers, client, want):
+            if info.get("cluster_name") != current.cluster_name:
+                continue
+            version, digest = info.get("config_version"), info.get("config_hash")
+            if not isinstance(version, int) or not isinstance(digest, str):
+                continue
+            if best is None or better_copy(version, digest, best[0], best[1]):
+                best = (version, digest, peer)
+        if best is None or not better_copy(best[0], best[1], current.version, current.hash):
+            return None
+        version, digest, peer = best
+        try:
+            remote = client.call(peer.host, peer.port, "cluster.get_config")
+            cand = check_candidate(xml_arg(remote), f"cluster.conf from {peer.name}")
+            if cand.hash != digest and not better_copy(cand.version, cand.hash, current.version, current.hash):
+                return None
+            if cand.conf.name != current.cluster_name:
+                return None
+            outcome = self.store.install(cand, f"catch-up from {peer.name}", tie_break=True)
+        except (RicciError, StoreRefusal) as exc:
+            log.warning("catch-up from %s failed: %s", peer.name, getattr(exc, "message", exc))
+            return None
+        if outcome == "updated":
+            log.info("Remote copy of cluster.conf is newer than local copy: config_version %s -> %s from %s",
+                     current.version, cand.version, peer.name)
+        return peer.name
+
+
+def ring_order(peers: list[Peer], me: str) -> list[Peer]:
+    """The peers in name order, starting after `me` and wrapping: each node polls its next live neighbours, so
+    each agent keeps about POLL_PEERS poll connections however large the cluster."""
+    ordered = sorted(peers, key=lambda p: p.name)
+    return [p for p in ordered if p.name > me] + [p for p in ordered if p.name <= me]
+
+
+def stage_author(args: dict[str, Any], caller: Caller) -> str:
+    """The history author of a staged copy: the pushing agent passes who pushed to it ("<given> via <its key>");
+    a caller cannot claim another identity without its own key showing."""
+    given = args.get("author")
+    if given is None:
+        return caller.author
+    if not isinstance(given, str):
+        raise RicciError(BAD_ARGUMENTS, "'author' must be a string")
+    given = " ".join(given.split())[:200]  # one line in history and logs
+    return f"{given} via {caller.comment or caller.author}"
+
+
+def _neg(digest: str | None) -> tuple[int, ...]:
+    return tuple(-ord(c) for c in digest or "")
+
+
+def _attempt(action: Callable[[], str]) -> tuple[str | None, RicciError | None]:
+    try:
+        return action(), None
+    except StoreRefusal as exc:
+        return None, RicciError(exc.code, exc.message, dict(exc.details))
+    except RicciError as exc:
+        return None, exc
+
+
+def _failed_outcome(answer: NodeResult, phase: str) -> dict[str, str]:
+    if answer.code in NO_ANSWER_OUTCOME:
+        prefix = "" if phase == "stage" else "staged, but the commit was not acknowledged: "
+        return {"outcome": "unreachable", "message": prefix + (answer.message or "")}
+    return {"outcome": "refused", "message": answer.message or answer.code or "refused"}
+
+
+# -- arguments -----------------------------------------------------------------------------------------------
+def xml_fields(data: bytes) -> dict[str, str]:
+    """The document for a reply: `xml` (text) when its bytes are UTF-8, else `xml_b64` (the exact bytes)."""
+    try:
+        return {"xml": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"xml_b64": base64.b64encode(data).decode("ascii")}
+
+
+def xml_arg(args: dict[str, Any]) -> bytes:
+    if isinstance(args.get("xml"), str):
+        try:
+            return args["xml"].encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as exc:
+            raise RicciError(BAD_ARGUMENTS, f"'xml' holds a character that is not Unicode text at position "
+                             f"{exc.start} (a lone surrogate escape?)") from None
+    if isinstance(args.get("xml_b64"), str):
+        try:
+            return base64.b64decode(args["xml_b64"], validate=True)
+        except ValueError:
+            raise RicciError(BAD_ARGUMENTS, "'xml_b64' is not valid base64") from None
+    raise RicciError(BAD_ARGUMENTS, "missing argument 'xml' (the cluster.conf text) or 'xml_b64'")
+
+
+def bool_arg(args: dict[str, Any], name: str, default: bool) -> bool:
+    value = args.get(name, default)
+    if not isinstance(value, bool):
+        raise RicciError(BAD_ARGUMENTS, f"'{name}' must be true or false")
+    return value
+
+
+def int_arg(args: dict[str, Any], name: str, default: int | None = None) -> int:
+    value = args.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RicciError(BAD_ARGUMENTS, f"'{name}' must be an integer" + ("" if name in args else " (missing)"))
+    return value
+
+
+def str_arg(args: dict[str, Any], name: str, default: str | None = None) -> str:
+    value = args.get(name, default)
+    if not isinstance(value, str):
+        raise RicciError(BAD_ARGUMENTS, f"'{name}' must be a string" + ("" if name in args else " (missing)"))
+    return value
+
+
+# -- logs ----------------------------------------------------------------------------------------------------
+LOG_FORMAT = "%(asctime)s %(name)s[%(process)d]: %(message)s"
+LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)\S* (\S+?)(?:\[(\d+)\])?: (.*)$")
+MAX_LOG_ENTRIES = 2000
+MAX_LOG_READ = 4 * 1024 * 1024  # bytes read from the end of each log file
+
+
+class _IsoFormatter(logging.Formatter):
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(record.created)) + f".{int(record.msecs):03d}"
+
+
+def read_log_entries(directory: Path, age: int, tags: set[str]) -> list[dict[str, Any]]:
+    """Entries of the last `age` seconds from `directory/*.log`, oldest first, at most MAX_LOG_ENTRIES (the newest);
+    `tags` filters by program name. Symlinks and anything but regular files are skipped (a link could point a
+    reader at any file the agent can read; a FIFO would block)."""
+    now = time.time()
+    entries: list[dict[str, Any]] = []
+    for path in sorted(directory.glob("*.log")):
+        text = _read_log_tail(path)
+        if text is None:
+            continue
+        newest: deque[dict[str, Any]] = deque(maxlen=MAX_LOG_ENTRIES)  # a file's lines are in time order
+        for line in text.splitlines():
+            match = LOG_LINE.match(line)
+            if not match:
+                continue
+            stamp, tag, pid, message = match.groups()
+            if tags and tag not in tags:
+                continue
+            try:
+                when = time.mktime(time.strptime(stamp.split(".")[0], "%Y-%m-%dT%H:%M:%S"))
+            except ValueError:
+                continue
+            if now - when > age:
+                continue
+            newest.append({"age": max(0, int(now - when)), "time": stamp, "tag": tag,
+                           "pid": int(pid) if pid else None, "msg": message})
+        entries += newest
+        if len(entries) > MAX_LOG_ENTRIES:
+            entries.sort(key=lambda e: e["time"])
+            del entries[:-MAX_LOG_ENTRIES]
+    entries.sort(key=lambda e: e["time"])
+    return entries[-MAX_LOG_ENTRIES:]
+
+
+def _read_log_tail(path: Path) -> str | None:
+    """The last MAX_LOG_READ bytes of a regular file, not following a symlink; None when it is anything else."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None  # a symlink (ELOOP), gone, or unreadable
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        f.seek(max(0, st.st_size - MAX_LOG_READ))
+        return f.read(MAX_LOG_READ).decode("utf-8", "replace")
+
+
+def setup_logging(root: Path) -> None:
+    path = root / LOG_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(_IsoFormatter(LOG_FORMAT))
+    for name, level in (("ricci", logging.INFO), ("paramiko", logging.CRITICAL)):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level)
+        logger.propagate = False
+
+
+# -- the SSH layer -------------------------------------------------------------------------------------------
+class _Authorized:
+    """authorized_keys, re-read when the file changes; `generation` counts the changes seen."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._stamp: tuple[int, int, int] | None = None
+        self._keys = keys.AuthorizedKeys((), ())
+        self._lock = threading.Lock()
+        self.generation = 0
+
+    def get(self) -> keys.AuthorizedKeys:
+        path = self.root / keys.AUTHORIZED_KEYS
+        try:
+            st = os.stat(path)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = (0, 0, 0)
+        with self._lock:
+            if stamp != self._stamp:
+                self._keys = keys.load_authorized_keys(self.root)
+                self._stamp = stamp
+                self.generation += 1
+                for why in self._keys.ignored:
+                    log.warning("%s", why)
+            return self._keys
+
+
+class _Session(paramiko.ServerInterface):
+    """One SSH connection: authentication and channel policy.
+
+    paramiko calls check_auth_publickey for a key query (no signature) and again before verifying a signature:
+    it only says whether the key is listed. Who the caller is gets settled by `identify()`, once paramiko has
+    verified a signature: then the last key this session approved is the one that signed."""
+
+    def __init__(self, server: RicciServer, address: str, transport: paramiko.Transport) -> None:
+        self.server = server
+        self.address = address
+        self.transport = transport
+        self.attempts = 0
+        self.failures = 0
+        self.approved: tuple[keys.PublicKey, str] | None = None  # the last key found in authorized_keys, its fp
+        self.awaiting_signature = False  # approved by the last check: a failure now means a bad signature
+        self.caller: Caller | None = None
+        self.gave_up = threading.Event()  # too many attempts or failures: the connection is to be closed
+        self._lock = threading.Lock()
+        self.channels = 0
+        self._accepted: list[paramiko.Channel] = []
+
+    # -- authentication ------------------------------------------------------------------------------------
+    def get_allowed_auths(self, username: str) -> str:
+        # paramiko calls this only to send a failure; right after an approved key, that is a bad signature
+        if self.awaiting_signature and self.approved is not None:
+            self.awaiting_signature = False
+            key, fp = self.approved
+            self._refuse(f"publickey {key.key_type} {fp}: invalid signature")
+        return "publickey"
+
+    def check_auth_none(self, username: str) -> int:
+        self._attempt()
+        return paramiko.AUTH_FAILED
+
+    def check_auth_password(self, username: str, password: str) -> int:
+        if self._attempt():
+            self._refuse("password authentication is not accepted")
+        return paramiko.AUTH_FAILED
+
+    def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
+        if not self._attempt():
+            return paramiko.AUTH_FAILED
+        fp = keys.fingerprint_of_blob(key.asbytes())
+        found = self.server.authorized.get().find(key.get_name(), key.get_base64())
+        if found is None:
+            return self._refuse(f"publickey {key.get_name()} {fp} is not in authorized_keys")
+        self.approved = (found, fp)
+        self.awaiting_signature = True
+        return paramiko.AUTH_SUCCESSFUL  # "this key may sign": paramiko answers a query, or verifies the signature
+
+    def _attempt(self) -> bool:
+        """Count one userauth request; False (and give up on the connection) past MAX_AUTH_ATTEMPTS."""
+        self.awaiting_signature = False
+        self.attempts += 1
+        if self.attempts <= MAX_AUTH_ATTEMPTS:
+            return True
+        if not self.gave_up.is_set():
+            log.warning("closing the connection from %s after %d authentication attempts without success",
+                        self.address, MAX_AUTH_ATTEMPTS)
+            self.gave_up.set()
+        return False
+
+    def _refuse(self, why: str) -> int:
+        self.failures += 1
+        log.warning("auth refused from %s: %s (failure %d of %d)", self.address, why, self.failures,
+                    MAX_AUTH_FAILURES)
+        if self.failures >= MAX_AUTH_FAILURES and not self.gave_up.is_set():
+            time.sleep(AUTH_FAILURE_DELAY)  # this connection's transport thread only
+            log.warning("closing the connection from %s after %d failed authentications", self.address,
+                        self.failures)
+            self.gave_up.set()
+        return paramiko.AUTH_FAILED
+
+    def identify(self) -> Caller | None:
+        """The authenticated caller, settled (and logged) once paramiko verified a signature; else None."""
+        with self._lock:
+            if self.caller is None and self.approved is not None and self.transport.is_authenticated():
+                key, fp = self.approved
+                self.caller = Caller(f"{key.comment or 'key'} ({fp})", self.address, key.comment,
+                                     (key.key_type, key.blob_b64))
+                log.info("auth accepted from %s: publickey %s %s%s", self.address, key.key_type, fp,
+                         f" ({key.comment})" if key.comment else "")
+            return self.caller
+
+    # -- channels ------------------------------------------------------------------------------------------
+    def check_channel_request(self, kind: str, chanid: int) -> int:
+        if kind != "session" or self.identify() is None:
+            log.warning("refused a '%s' channel from %s", kind[:40], self.address)
+            return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        with self._lock:
+            if self.channels >= MAX_CHANNELS:
+                return paramiko.OPEN_FAILED_RESOURCE_SHORTAGE
+            self.channels += 1
+        return paramiko.OPEN_SUCCEEDED
+
+    def reap_channels(self) -> None:
+        """Take the channels paramiko queued for accept() (it keeps them until then) and count the closed ones
+        out of MAX_CHANNELS."""
+        while (channel := self.transport.accept(0)) is not None:
+            self._accepted.append(channel)
+        closed = [c for c in self._accepted if c.closed]
+        if closed:
+            self._accepted = [c for c in self._accepted if not c.closed]
+            with self._lock:
+                self.channels = max(0, self.channels - len(closed))
+
+    def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
+        caller = self.identify()
+        if name != SUBSYSTEM or caller is None:
+            log.warning("refused subsystem '%s' from %s", name[:40], self.address)
+            return False
+        threading.Thread(target=self.server.serve_channel, args=(channel, caller), daemon=True,
+                         name=f"ricci-channel-{self.address}").start()
+        return True
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        return False
+
+    def check_channel_shell_request(self, channel: paramiko.Channel) -> bool:
+        return False
+
+    def check_channel_pty_request(self, *args: Any) -> bool:
+        return False
+
+    def check_port_forward_request(self, address: str, port: int) -> bool:
+        log.warning("refused port forwarding from %s", self.address)
+        return False
+
+    def check_channel_direct_tcpip_request(self, chanid: int, origin: Any, destination: Any) -> int:
+        return paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+
+class RicciServer:
+    """Listens, authenticates, and serves the `ricci` subsystem for one Agent."""
+
+    def __init__(self, agent: Agent, host_key: paramiko.PKey) -> None:
+        self.agent = agent
+        self.host_key = host_key
+        self.authorized = _Authorized(agent.root)
+        self.max_message = agent.settings.max_message_bytes
+        self.login_grace = agent.settings.login_grace
+        self._unauthenticated = 0
+        self._waiting_from: Counter[str] = Counter()  # unauthenticated connections per source address
+        self._lock = threading.Lock()
+        self._sessions: dict[paramiko.Transport, _Session] = {}  # authenticated connections
+        self._generation = self.authorized.generation
+        self.listener: socket.socket | None = None
+
+    def bind(self, address: str, port: int) -> None:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(128)
+        self.listener = sock
+
+    def serve_forever(self) -> None:
+        assert self.listener is not None
+        next_housekeeping = time.monotonic() + HOUSEKEEPING
+        while not self.agent.stop.is_set():
+            readable, _, _ = select.select([self.listener], [], [], HOUSEKEEPING)
+            if readable:
+                try:
+                    sock, addr = self.listener.accept()
+                except OSError:
+                    continue
+                self._admit(sock, addr[0], addr[1])
+            if time.monotonic() >= next_housekeeping:
+                self.housekeeping()
+                next_housekeeping = time.monotonic() + HOUSEKEEPING
+
+    def housekeeping(self) -> None:
+        """Forget finished connections, count closed channels out, and close the sessions of revoked keys."""
+        current = self.authorized.get()
+        revoked = self.authorized.generation != self._generation
+        self._generation = self.authorized.generation
+        with self._lock:
+            for transport in [t for t in self._sessions if not t.is_active()]:
+                del self._sessions[transport]
+            sessions = list(self._sessions.items())
+        for transport, session in sessions:
+            caller = session.caller
+            if revoked and caller is not None and current.find(*caller.key) is None:
+                log.warning("closing the connection from %s: its key %s is no longer in authorized_keys",
+                            caller.address, caller.author)
+                transport.close()
+                with self._lock:
+                    self._sessions.pop(transport, None)
+                continue
+            session.reap_channels()
+
+    def _admit(self, sock: socket.socket, host: str, port: int) -> None:
+        address = f"{host}:{port}"
+        with self._lock:
+            if self._unauthenticated >= MAX_UNAUTHENTICATED:
+                why = f"{MAX_UNAUTHENTICATED} connections are already waiting to authenticate"
+            elif self._waiting_from[host] >= MAX_UNAUTHENTICATED_PER_SOURCE:
+                why = f"{MAX_UNAUTHENTICATED_PER_SOURCE} connections from {host} are already waiting to authenticate"
+            else:
+                why = ""
+                self._unauthenticated += 1
+                self._waiting_from[host] += 1
+        if why:
+            log.warning("refused connection from %s: %s", address, why)
+            with contextlib.suppress(OSError):
+                sock.close()
+            return
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._login, args=(sock, host, address), daemon=True,
+                             name=f"ricci-login-{address}").start()
+        except Exception:
+            self._release(host)
+            with contextlib.suppress(OSError):
+                sock.close()
+            raise
+
+    def _release(self, host: str) -> None:
+        with self._lock:
+            self._unauthenticated -= 1
+            self._waiting_from[host] -= 1
+            if self._waiting_from[host] <= 0:
+                del self._waiting_from[host]
+
+    def _login(self, sock: socket.socket, host: str, address: str) -> None:
+        """Run the SSH handshake and wait (bounded) until paramiko has verified a signature; then free the
+        unauthenticated slot. The connection is closed when the grace time ends or the session gives up."""
+        transport = None
+        try:
+            transport = paramiko.Transport(sock)
+            session = _Session(self, address, transport)
+            transport.add_server_key(self.host_key)
+            grace = self.login_grace
+            transport.banner_timeout = transport.handshake_timeout = transport.auth_timeout = grace
+            transport.start_server(event=threading.Event(), server=session)
+            deadline = time.monotonic() + grace
+            while not session.gave_up.wait(0.02):
+                if not transport.is_active() or transport.is_authenticated() or time.monotonic() > deadline:
+                    break
+            caller = None if session.gave_up.is_set() else session.identify()
+            if caller is None:
+                if transport.is_active() and not session.gave_up.is_set():
+                    log.warning("closing the connection from %s: no authentication within %g s", address, grace)
+                transport.close()
+                return
+            transport.set_keepalive(KEEPALIVE)
+            with self._lock:
+                self._sessions[transport] = session
+        except Exception as exc:
+            log.warning("connection from %s failed: %s", address, " ".join(str(exc).split()) or type(exc).__name__)
+            if transport is not None:
+                transport.close()
+            else:
+                sock.close()
+        finally:
+            self._release(host)
+
+    def serve_channel(self, channel: paramiko.Channel, caller: Caller) -> None:
+        """Requests in, replies out, one at a time, until the client closes the channel."""
+        reader = LineReader(self.max_message)
+        try:
+            while not self.agent.stop.is_set():
+                data = channel.recv(1 << 16)
+                if not data:
+                    break
+                for line in reader.feed(data):
+                    channel.sendall(self._answer(line, caller))
+        except (OSError, EOFError, paramiko.SSHException):
+            pass
+        finally:
+            channel.close()
+
+    def _answer(self, line: bytes | object, caller: Caller) -> bytes:
+        if line is TOO_LARGE_MARK:
+            log.warning("request from %s refused: larger than %d bytes", caller.address, self.max_message)
+            return error_line(None, RicciError(TOO_LARGE, f"the request is larger than {self.max_message} bytes",
+                                               {"limit": self.max_message}))
+        request_id = None
+        try:
+            request = parse_request(line)  # type: ignore[arg-type]
+            request_id = request.id
+            return ok_line(request.id, self.agent.handle(request.fn, request.args, caller))
+        except RicciError as exc:
+            if exc.code == MALFORMED:
+                log.warning("malformed request from %s: %s", caller.address, exc.message)
+            return error_line(request_id if request_id is not None else exc.details.get("id"), exc)
+        except RecursionError:
+            return error_line(request_id, RicciError(MALFORMED, "the request is nested too deeply"))
+        except Exception:
+            log.error("internal error answering %s: %s", caller.address, traceback.format_exc())
+            return error_line(request_id, RicciError(INTERNAL, "internal error in the agent (see ricci.log)"))
+
+    def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        with self._lock:
+            transports = list(self._sessions)
+            self._sessions.clear()
+        for transport in transports:
+            transport.close()
+
+
+def load_host_key(root: Path) -> paramiko.PKey:
+    keys.ensure_host_key(root)
+    return paramiko.Ed25519Key.from_private_key_file(str(root / keys.HOST_KEY))
+
+
+def serve(root: Path, address: str | None = None, port: int | None = None, ready: Callable[[str], None] | None = None,
+          stop: threading.Event | None = None) -> None:
+    """Run the agent until `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
+    settings = AgentSettings.load(root)
+    if address is not None or port is not None:
+        settings = dataclasses.replace(settings, address=address or settings.address, port=port or settings.port)
+    setup_logging(root)
+    host_key = load_host_key(root)
+    agent = Agent(root, settings)
+    if stop is not None:
+        agent.stop = stop
+    recovered = agent.store.recover()
+    if recovered:
+        log.warning("%s", recovered)
+    server = RicciServer(agent, host_key)
+    server.bind(settings.address, settings.port)
+    fp = keys.fingerprint(f"{host_key.get_name()} {host_key.get_base64()}")
+    log.info("listening on %s:%d as %s (host key %s)", settings.address, settings.port, settings.node_name, fp)
+    catch_up = threading.Thread(target=agent.catch_up_loop, daemon=True, name="ricci-catch-up")
+    catch_up.start()
+    if ready is not None:
+        ready(fp)
+    try:
+        server.serve_forever()
+    finally:
+        agent.stop.set()
+        server.close()
+        agent.close()
+        log.info("stopped")
+
+

@@ -1,0 +1,197 @@
+"""`cman_tool version` and `cman_tool version -r [-S]` (rhcs-facts §4.4) on a real lab, and their exit codes:
+0 success, 1 failure, 253 no new config version, 254 not newer than the running config."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rgmanager.cli import cman_tool
+from ricci_agent.lab import Lab, LabNode, free_block, group_members
+
+pytest.importorskip("paramiko", reason="paramiko is not installed (pip install -e .[node])")
+
+BIN = Path(sys.executable).parent
+NOT_NEWER = "cman_tool: Not reloading, config version older or equal the running config\n"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    lab = Lab(tmp_path_factory.mktemp("cman") / "lab")
+    try:
+        lab.up(nodes=3, first_address=free_block(3))
+        yield lab
+    finally:
+        pids = [n.pid for n in lab.nodes if n.pid] if lab.exists() else []
+        try:
+            lab.down(grace=3.0)
+        finally:
+            for pid in pids:
+                if group_members(pid):
+                    os.killpg(pid, signal.SIGKILL)
+
+
+def run_as(node: LabNode, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / tool), *args], env=node.environ(), capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def history(node: LabNode) -> list[int]:
+    path = node.root / "var/lib/cluster/history.jsonl"
+    return [json.loads(line)["version"] for line in path.read_text().splitlines()]
+
+
+def live_versions(lab: Lab) -> set[int | None]:
+    return {s.config_version for s in lab.status()}
+
+
+def wait_for(predicate, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def hand_edit(lab: Lab, name: str, domain: str) -> int:
+    """Change a node's live file the RHEL6 way (edit, raise config_version), without telling anyone."""
+    result = run_as(lab.node(name), "ccs_tool", "adddomain", domain, name)
+    assert result.returncode == 0, result.stderr
+    return max(history(lab.node(name))) + 1
+
+
+def test_version_prints_the_suite_version_and_the_running_config(lab: Lab) -> None:
+    from importlib import metadata
+
+    result = run_as(lab.node("node1"), "cman_tool", "version")
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"{metadata.version('rhcs-py')} config {max(history(lab.node('node1')))}\n"
+
+
+def test_reload_takes_a_hand_edited_file_and_distributes_it(lab: Lab) -> None:
+    node = lab.node("node1")
+    new = hand_edit(lab, "node1", "reloaded")
+    assert run_as(node, "cman_tool", "version").stdout.endswith(f" config {new - 1}\n")  # not running it yet
+    result = run_as(node, "cman_tool", "version", "-r")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert run_as(node, "cman_tool", "version").stdout.endswith(f" config {new}\n")
+    assert wait_for(lambda: live_versions(lab) == {new})
+    for peer in lab.nodes:
+        assert peer.config_path.read_bytes() == node.config_path.read_bytes(), peer.name
+        assert new in history(peer)
+
+
+def test_reload_of_a_version_that_is_not_newer_exits_254(lab: Lab) -> None:
+    node = lab.node("node2")
+    running = max(history(node))
+    result = run_as(node, "cman_tool", "version", "-r")
+    assert (result.returncode, result.stdout) == (254, "")
+    assert result.stderr == f"{NOT_NEWER}  running config_version {running}, {node.config_path} has {running}\n"
+
+
+def test_reload_with_S_takes_the_file_on_this_node_only(lab: Lab) -> None:
+    node = lab.node("node3")
+    new = hand_edit(lab, "node3", "nosync")
+    result = run_as(node, "cman_tool", "version", "-r", "-S")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert history(node)[-1] == new
+    assert run_as(node, "cman_tool", "version").stdout.endswith(f" config {new}\n")
+    assert wait_for(lambda: live_versions(lab) == {new})  # the others pull it by themselves (catch-up)
+
+
+def test_an_invalid_file_is_not_reloaded(lab: Lab) -> None:
+    node = lab.node("node1")
+    good = node.config_path.read_bytes()
+    running = max(history(node))
+    broken = good.decode().replace(f'config_version="{running}"', f'config_version="{running + 1}"')
+    broken = broken.replace('nodeid="2"', 'nodeid="1"', 1)
+    try:
+        node.config_path.write_text(broken)
+        result = run_as(node, "cman_tool", "version", "-r")
+    finally:
+        node.config_path.write_bytes(good)
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"cman_tool: {node.config_path} is not valid; not reloading\n")
+    assert max(history(node)) == running
+
+
+def test_the_local_agent_down_is_one_clear_line(lab: Lab) -> None:
+    node = lab.node("node2")
+    lab.kill("node2")
+    try:
+        result = run_as(node, "cman_tool", "version")
+    finally:
+        lab.start("node2")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"cman_tool: cannot reach the local ricci agent at {node.key}: ")
+    assert result.stderr.count("\n") == 1
+
+
+# -- without a lab: exit codes and usage -----------------------------------------------------------------------
+def _root_with_agent_settings(tmp_path: Path) -> Path:
+    (tmp_path / "etc/ricci").mkdir(parents=True)
+    (tmp_path / "etc/ricci/ricci.json").write_text('{"node_name": "n1", "address": "127.0.0.1", "port": 1}')
+    return tmp_path
+
+
+def test_no_file_to_reload_exits_253(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    root = _root_with_agent_settings(tmp_path)
+    monkeypatch.setenv("CLUSTER_ROOT", str(root))
+    assert cman_tool.main(["version", "-r"]) == 253
+    conf = root / "etc/cluster/cluster.conf"
+    assert capsys.readouterr().err == (
+        f"cman_tool: Unable to retrive the new config version\n  {conf}: no such file\n"
+    )
+    conf.parent.mkdir(parents=True)
+    conf.write_text('<cluster name="a"><clusternodes/></cluster>\n')
+    assert cman_tool.main(["version", "-r", "-S"]) == 253
+    assert capsys.readouterr().err == (
+        f"cman_tool: Unable to retrive the new config version\n  {conf}: <cluster> has no integer config_version\n"
+    )
+
+
+def test_no_agent_on_this_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("CLUSTER_ROOT", str(tmp_path))
+    assert cman_tool.main(["version"]) == 1
+    assert capsys.readouterr().err == (
+        f"cman_tool: this node has no ricci agent ({tmp_path}/etc/ricci/ricci.json is missing); "
+        "cannot tell the running config version\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["version", "-r", "7"], 1, "cman_tool: -r takes no version number here (got 7): raise config_version in "
+                                    "the file, then run 'cman_tool version -r'\n"),
+        (["version", "-S"], 1, "cman_tool: -S only goes with -r (cman_tool version -r -S)\n"),
+        (["status"], 1, "cman_tool: 'status' is not available yet: it comes with the membership daemon\n"),
+        (["frobnicate"], 1, "cman_tool: Unknown command, frobnicate. Try 'cman_tool -h' for help.\n"),
+    ],
+)
+def test_usage_errors(argv: list[str], code: int, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cman_tool.main(argv) == code
+    assert capsys.readouterr() == ("", message)
+
+
+def test_help_and_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cman_tool.main(["-h"]) == 0
+    assert "version\n  -r" in capsys.readouterr().out
+    assert cman_tool.main(["-V"]) == 0
+    assert capsys.readouterr().out.startswith("cman_tool ")
+    assert cman_tool.main([]) == 1
+
+
+def test_the_console_script_is_installed() -> None:
+    assert shutil.which("cman_tool", path=str(BIN)), "run: .venv/bin/pip install --no-deps -e ."
