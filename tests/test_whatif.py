@@ -202,7 +202,8 @@ def test_malformed_config_is_one_line(tmp_path, capsys):
 def test_usage_errors_exit_2(conf, capsys):
     assert place_main([str(conf)]) == 2  # --online is required
     assert "--online" in capsys.readouterr().err
-    assert simulate_main([str(conf), "--event", "node-down n1"]) == 2  # --state is required
+    assert simulate_main([str(conf), "--state", "x.json"]) == 2  # --event is required
+    assert "--event" in capsys.readouterr().err
     assert place_main(["--help"]) == 0
 
 
@@ -276,3 +277,22 @@ def test_config_changed_reconfigures_against_the_previous_file(conf, running, tm
     data = run_json(simulate_main, [str(conf), "--state", str(running), "--event", f"config-changed {new}"], capsys)
     reconf = [a for a in data["events"][0]["actions"] if a["action"] == "reconfigure"]
     assert reconf and reconf[0]["service"] == "service:www" and reconf[0]["start"] == ["script:x"]
+
+
+def test_simulate_without_a_state_file_starts_from_a_forming_cluster(tmp_path, capsys):
+    from rgmanager.cli.whatif import simulate_main
+
+    conf = tmp_path / "c.conf"
+    conf.write_text(
+        '<cluster name="c" config_version="1"><clusternodes><clusternode name="n1" nodeid="1"/>'
+        '<clusternode name="n2" nodeid="2"/></clusternodes><rm><failoverdomains>'
+        '<failoverdomain name="d" ordered="1"><failoverdomainnode name="n1" priority="1"/>'
+        '<failoverdomainnode name="n2" priority="2"/></failoverdomain></failoverdomains>'
+        '<service name="www" domain="d"/></rm></cluster>'
+    )
+    assert simulate_main([str(conf), "--event", "quorum-formed", "--event", "node-down n1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    first, second = out["events"]
+    assert [(a["action"], a["node"]) for a in first["actions"]] == [("start", "n1")]
+    assert ("start", "n2") in [(a["action"], a.get("node")) for a in second["actions"]]
+    assert out["placement"][0]["node"] == "n2"

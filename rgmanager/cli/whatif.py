@@ -467,13 +467,18 @@ def simulate_main(argv: Sequence[str] | None = None) -> int:
 def _simulate(argv: Sequence[str] | None) -> int:
     parser = _Parser(prog="rg_test simulate", description=simulate_main.__doc__, epilog=f"EVENT: {EVENT_HELP}")
     parser.add_argument("file", metavar="FILE", help="cluster.conf")
-    parser.add_argument("--state", required=True, metavar="STATE.json", help="the starting state (docs/engine.md)")
+    parser.add_argument("--state", metavar="STATE.json",
+                        help="the starting state (docs/engine.md); without it, every configured node is up and no "
+                        "service has a record yet, i.e. a cluster about to form quorum")
     parser.add_argument("--event", action="append", required=True, metavar="EVENT", help="an event (repeatable)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     args = parser.parse_args(argv)
     config = load_config(args.file)
-    snapshot = read_state(args.state, config)
-    now, membership, table = snapshot.now, snapshot.membership, snapshot.table
+    if args.state:
+        snapshot = read_state(args.state, config)
+        now, membership, table = snapshot.now, snapshot.membership, snapshot.table
+    else:
+        now, membership, table = 1.0, Membership.from_config(config), ServiceTable()
     parsed = []
     for text in args.event:  # check every event before running any: bad input prints nothing else
         event, config_file = parse_event(text, now)

@@ -1,8 +1,9 @@
 """`manage.py demo`: the suite's one-command tour (what `make demo` runs).
 
-Until the console lands (step 6) it is a scripted ccs_tool walkthrough: it creates a three-node cluster in a
-temporary CLUSTER_ROOT, adds fencing, a failover domain, a resource and a service, lists everything, validates
-the result and shows the semantic diff against the first version. Each step runs the real console scripts,
+Until the console lands (step 6) it is a scripted walkthrough: it creates a three-node cluster in a temporary
+CLUSTER_ROOT with ccs_tool, adds fencing, a failover domain, a resource and a service, lists everything, validates
+the result and shows the semantic diff against the first version; then asks the service engine (rg_test) for the
+start order, the placement, and what it would do when a node fails and returns. Each step runs the real console scripts,
 exactly as an admin would type them, and the walkthrough stops at the first failing step.
 """
 from __future__ import annotations
@@ -45,6 +46,15 @@ WALKTHROUGH: list[tuple[str, list[str]]] = [
     ("Validate the configuration", ["ccs_config_validate", "-f", "{conf}"]),
     ("What changed since version 1", ["ccs_tool", "diff", "{root}/cluster.conf.v1", "{conf}"]),
     ("Query it with XPath", ["ccs_tool", "query", "/cluster/@config_version"]),
+    ("The order in which the engine would start the web service", ["rg_test", "noop", "{conf}", "start", "service",
+                                                                     "web"]),
+    ("Where every service should run with all three nodes up", ["rg_test", "place", "{conf}", "--online",
+                                                                "node1,node2,node3"]),
+    (
+        "What the engine does when node1 fails, then comes back (failback to the better node)",
+        ["rg_test", "simulate", "{conf}", "--event", "quorum-formed", "--event", "node-down node1", "--event",
+         "node-up node1"],
+    ),
 ]
 
 
