@@ -28,6 +28,7 @@ from __future__ import annotations
 import ipaddress
 import itertools
 import json
+import logging
 import os
 import socket
 import threading
@@ -59,6 +60,10 @@ from ricci_agent.protocol import (
     parse_reply,
     request_line,
 )
+
+# paramiko logs a traceback of its own for a failed handshake (a refused or unreachable agent), which this library
+# reports as one RicciError line: without a handler of paramiko's, Python's last-resort handler would print it.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 SETTINGS_FILE = keys.RICCI_DIR / "ricci.json"
 USERNAME = "ricci"  # the agent ignores the user name; the key is what authenticates

@@ -488,11 +488,23 @@ class Lab:
         known = ", ".join(n.name for n in state.nodes)
         raise LabError(f"no node {name} in the lab in {self.directory} (nodes: {known})")
 
-    def client(self, *, connect_timeout: float = 3.0, request_timeout: float = 6.0) -> RicciClient:
-        """A client with the lab's own key: trusted by every node, and pinning every node's host key."""
-        from ricci_agent.client import RicciClient
+    def client(
+        self,
+        *,
+        connect_timeout: float | None = None,
+        request_timeout: float | None = None,
+        long_request_timeout: float | None = None,
+    ) -> RicciClient:
+        """A client with the lab's own key: trusted by every node, and pinning every node's host key. Timeouts
+        not given are the client library's defaults (ricci_agent.client)."""
+        from ricci_agent import client
 
-        return RicciClient.for_root(self.client_root, connect_timeout=connect_timeout, request_timeout=request_timeout)
+        return client.RicciClient.for_root(
+            self.client_root,
+            connect_timeout=connect_timeout or client.CONNECT_TIMEOUT,
+            request_timeout=request_timeout or client.REQUEST_TIMEOUT,
+            long_request_timeout=long_request_timeout or client.LONG_REQUEST_TIMEOUT,
+        )
 
     # -- up ------------------------------------------------------------------------------------------------
     def up(

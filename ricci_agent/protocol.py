@@ -11,6 +11,7 @@ be read) and the channel stays open. docs/ricci-protocol.md is the full referenc
 """
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -125,6 +126,32 @@ def parse_reply(line: bytes) -> tuple[int | str | None, dict[str, Any] | RicciEr
     error = message.get("error") if isinstance(message.get("error"), dict) else {}
     details = error.get("details") if isinstance(error.get("details"), dict) else {}
     return request_id, RicciError(str(error.get("code", INTERNAL)), str(error.get("message", "error")), details)
+
+
+# -- the document as an argument or a result --------------------------------------------------------------
+def xml_fields(data: bytes) -> dict[str, str]:
+    """A document's exact bytes as the protocol carries them: `xml` (text) when they are UTF-8, else `xml_b64`.
+    The agent stores what it receives byte for byte, and hashes those bytes (a push names its copy by hash)."""
+    try:
+        return {"xml": data.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"xml_b64": base64.b64encode(data).decode("ascii")}
+
+
+def xml_arg(args: dict[str, Any]) -> bytes:
+    """The document's bytes from `xml` or `xml_b64` (the inverse of xml_fields); RicciError(BAD_ARGUMENTS)."""
+    if isinstance(args.get("xml"), str):
+        try:
+            return args["xml"].encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError as exc:
+            raise RicciError(BAD_ARGUMENTS, f"'xml' holds a character that is not Unicode text at position "
+                             f"{exc.start} (a lone surrogate escape?)") from None
+    if isinstance(args.get("xml_b64"), str):
+        try:
+            return base64.b64decode(args["xml_b64"], validate=True)
+        except ValueError:
+            raise RicciError(BAD_ARGUMENTS, "'xml_b64' is not valid base64") from None
+    raise RicciError(BAD_ARGUMENTS, "missing argument 'xml' (the cluster.conf text) or 'xml_b64'")
 
 
 TOO_LARGE_MARK = object()  # what LineReader yields for a line that was longer than the limit (already discarded)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -117,6 +118,47 @@ class HistoryEntry:
         return asdict(self)
 
 
+@functools.cache
+def validator_version() -> str:
+    """What identifies the validation `check_candidate` applies: a hash of the cluster_conf package's sources (the
+    parser, schema, structure, semantic and RelaxNG layers), of this module's, and of the lxml and libxml2
+    versions. Two agents with the same value run the same pure function of the document's bytes, so one of them
+    validating a copy is as good as both doing it (see `validated_elsewhere`). Computed once per process; the
+    agent computes it when it starts, so a later upgrade on disk cannot change what a running agent claims."""
+    from lxml import etree
+
+    import cluster_conf
+
+    digest = hashlib.sha256()
+    package = Path(cluster_conf.__file__).parent
+    for path in [*sorted(package.glob("*.py")), Path(__file__)]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(repr((etree.LXML_VERSION, etree.LIBXML_VERSION, etree.LIBXML_COMPILED_VERSION)).encode())
+    return "cluster_conf-" + digest.hexdigest()[:32]
+
+
+def validated_elsewhere(data: bytes, digest: str, cluster_name: str, source: str = "staged cluster.conf"
+                        ) -> Candidate | None:
+    """A copy that an agent running the same `validator_version()` validated in full before it staged it here:
+    the bytes must match the hash it named (else StoreRefusal), they are parsed with the hardened parser and must
+    carry an integer config_version; the copy must belong to `cluster_name` (this node's cluster). The schema,
+    semantic and RelaxNG checks are skipped: they are a pure function of (bytes, validator), both equal. None
+    when the copy is for another cluster: the caller then validates it in full, as for any other sender."""
+    if content_hash(data) != digest:
+        raise StoreRefusal(INVALID, f"{source}: its bytes do not match the hash the sender named ({digest[:16]})",
+                           reports=[])
+    try:
+        conf = ClusterConf.from_bytes(data, source)
+    except ConfigError as exc:
+        raise StoreRefusal(INVALID, str(exc), reports=[exc.report.to_dict()]) from None
+    version = conf.config_version
+    if version is None:
+        raise StoreRefusal(INVALID, f"{source}: <cluster> has no integer config_version", reports=[])
+    if conf.name != cluster_name:
+        return None
+    return Candidate(data, version, digest, conf.name, conf)
+
+
 def check_candidate(data: bytes, source: str = "proposed cluster.conf") -> Candidate:
     """Parse and validate; StoreRefusal(INVALID) carries every report (as dicts) when there is an error."""
     try:
@@ -144,6 +186,7 @@ class ConfigStore:
         self._lock = threading.RLock()
         self._depth = 0  # nesting of locked() in the thread holding _lock
         self._cache: tuple[tuple[int, int, int], StoredConfig] | None = None
+        self.installed: Candidate | None = None  # the last candidate install() made (or found) live
 
     # -- reading -------------------------------------------------------------------------------------------
     def current(self) -> StoredConfig | None:
@@ -235,21 +278,35 @@ class ConfigStore:
             current = self.current()
             if current is not None:
                 if current.hash == cand.hash:
-                    self._ensure_recorded(cand, author)
+                    self.ensure_recorded(cand, author)
+                    self.installed = cand
                     return "already"
                 check_version(current, cand.version, cand.hash, tie_break=tie_break)
-            self._write(cand.data, cand.version, cand.hash, author)
+            self._write(cand, author)
+            self.installed = cand
             return "updated"
 
-    def _ensure_recorded(self, cand: Candidate, author: str) -> None:
+    def ensure_recorded(self, cand: Candidate, author: str) -> None:
         """A live file that reached cluster.conf without the agent (a hand edit) gets its history record."""
         if not any(e.version == cand.version and e.hash == cand.hash for e in self._read_index()):
             self._record(cand.data, cand.version, cand.hash, author)
 
-    def _write(self, data: bytes, version: int, digest: str, author: str) -> None:
-        self._record(data, version, digest, author)
+    def _write(self, cand: Candidate, author: str) -> None:
+        self._record(cand.data, cand.version, cand.hash, author)
         make_dirs(self.conf_path.parent)
-        atomic_write(self.conf_path, data, keep_old=True)
+        atomic_write(self.conf_path, cand.data, keep_old=True)
+        self._remember(cand)
+
+    def _remember(self, cand: Candidate) -> None:
+        """Prime current()'s cache with the file just written, so the next reader neither reads nor parses it
+        again. Under the store lock: only a hand edit could slip in between, and it would show in the size."""
+        try:
+            st = os.stat(self.conf_path)
+        except OSError:
+            return
+        if st.st_size == len(cand.data):
+            stored = StoredConfig(cand.data, cand.version, cand.hash, cand.cluster_name)
+            self._cache = ((st.st_ino, st.st_size, st.st_mtime_ns), stored)
 
     def _record(self, data: bytes, version: int, digest: str, author: str) -> None:
         copy = self._history_path(version, digest)
@@ -373,11 +430,13 @@ class Staging:
         return any(v == version and h < digest for v, h in self._pending)
 
     def stage(self, cand: Candidate, author: str) -> str:
-        """Phase 1: "staged", or "already" when the node runs this copy; StoreRefusal otherwise."""
+        """Phase 1: "staged", or "already" when the node runs this copy (recorded in its history if it was not, as
+        for a hand-edited file); StoreRefusal otherwise."""
         with self.store.locked(), self._changed:  # no commit can install between these checks and the staging
             current = self.store.current()
             if current is not None:
                 if current.hash == cand.hash:
+                    self.store.ensure_recorded(cand, author)  # the live file may be a hand edit (cman_tool -r)
                     return "already"
                 refuse_for_race(current, cand)
             now = time.monotonic()

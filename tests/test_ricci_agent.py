@@ -29,7 +29,7 @@ from ricci_agent.server import (
     MAX_UNAUTHENTICATED,
     MAX_UNAUTHENTICATED_PER_SOURCE,
 )
-from ricci_agent.store import RACE_TEXT
+from ricci_agent.store import RACE_TEXT, content_hash, validator_version
 from tests.ricci_fixtures import RICCI, Lab, conf_xml, make_lab, running_lab, wait_for
 
 NAMES = ["node1", "node2", "node3"]
@@ -725,3 +725,25 @@ def test_client_closed_while_connecting_does_not_pool_the_connection(lab: Lab) -
         client.call(*lab.nodes["node1"].target, "hello")
     assert exc.value.code == "connection_lost"
     assert made and not made[0].transport.is_active() and client._connections == {}
+
+
+def test_a_stage_from_an_agent_with_the_same_validator_is_not_validated_again(lab: Lab) -> None:
+    # A copy the full validation refuses (two nodes with one nodeid) shows which path a stage request took.
+    bad = conf_xml(NAMES, 7).replace('nodeid="2"', 'nodeid="1"')
+    digest = content_hash(bad.encode())
+    target = lab.nodes["node2"].target
+    with client_for(lab) as c:
+        with pytest.raises(RicciError) as other:  # another validator version: validated in full, refused
+            c.call(*target, "cluster.stage", {"xml": bad, "hash": digest, "validator": "cluster_conf-other"})
+        assert other.value.code == "config_invalid"
+        with pytest.raises(RicciError) as damaged:  # the same validator, but bytes that do not match the hash
+            c.call(*target, "cluster.stage", {"xml": bad, "hash": "0" * 64, "validator": validator_version()})
+        assert damaged.value.code == "config_invalid" and "do not match the hash" in damaged.value.message
+        staged = c.call(*target, "cluster.stage", {"xml": bad, "hash": digest, "validator": validator_version()})
+        assert staged["outcome"] == "staged" and staged["hash"] == digest
+        c.call(*target, "cluster.abort", {"version": 7, "hash": digest})
+        # A real push carries the hash and the validator: every peer takes it on the short path.
+        reply = push(c, lab, "node1", 2)
+        assert {n: o["outcome"] for n, o in reply["nodes"].items()} == dict.fromkeys(NAMES, "updated")
+    assert (lab.nodes["node2"].conf_path.read_text(), lab.nodes["node3"].conf_path.read_text()) == (
+        conf_xml(NAMES, 2), conf_xml(NAMES, 2))

@@ -22,6 +22,9 @@ from ricci_agent.store import (
     Staging,
     StoreRefusal,
     check_candidate,
+    content_hash,
+    validated_elsewhere,
+    validator_version,
 )
 from tests.ricci_fixtures import conf_xml
 
@@ -192,3 +195,42 @@ def test_commit_waits_as_long_as_it_is_told_for_a_smaller_rival(store: ConfigSto
     with pytest.raises(StoreRefusal) as exc:
         staging.commit(big.version, big.hash)
     assert exc.value.code == RACE_LOST and 0.4 < time.monotonic() - started < 5
+
+
+def test_a_copy_validated_elsewhere_is_checked_for_hash_parse_and_cluster_only() -> None:
+    # A copy with a semantic error (two nodes with one nodeid): the full validation refuses it...
+    bad = conf_xml(NODES, 2).replace('nodeid="2"', 'nodeid="1"').encode()
+    with pytest.raises(StoreRefusal) as full:
+        check_candidate(bad)
+    assert full.value.code == INVALID
+    # ...the shortcut trusts the sender's validation (same validator), so only what it checks can refuse it.
+    good = conf_xml(NODES, 2).encode()
+    taken = validated_elsewhere(good, content_hash(good), "labcl")
+    assert taken is not None and (taken.version, taken.cluster_name, taken.warnings) == (2, "labcl", ())
+    with pytest.raises(StoreRefusal) as damaged:
+        validated_elsewhere(good, content_hash(bad), "labcl")
+    assert damaged.value.code == INVALID and "do not match the hash" in damaged.value.message
+    with pytest.raises(StoreRefusal) as unparsable:
+        validated_elsewhere(b"<cluster", content_hash(b"<cluster"), "labcl")
+    assert unparsable.value.code == INVALID
+    assert validated_elsewhere(good, content_hash(good), "othercl") is None  # another cluster: validate in full
+    assert validator_version() == validator_version() and validator_version().startswith("cluster_conf-")
+
+
+def test_staging_the_live_file_records_it_in_history(store: ConfigStore) -> None:
+    hand_edit = conf_xml(NODES, 2, extra="<!-- by hand -->").encode()
+    store.conf_path.write_bytes(hand_edit)  # an admin edited cluster.conf in place (then cman_tool version -r)
+    assert [e.version for e in store.versions()] == [1]
+    assert Staging(store).stage(check_candidate(hand_edit), "admin") == "already"
+    assert [(e.version, e.author) for e in store.versions()] == [(1, "test"), (2, "admin")]
+    assert store.get_version(2)[1] == hand_edit
+
+
+def test_install_primes_the_live_copy_without_reading_it_again(store: ConfigStore,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    new = cand(2)
+    store.install(new, "a")
+    monkeypatch.setattr(ClusterConf, "from_bytes", None)  # current() must not parse the file it just wrote
+    live = store.current()
+    assert live is not None and (live.version, live.hash, live.data) == (2, new.hash, new.data)
+    assert store.installed is new

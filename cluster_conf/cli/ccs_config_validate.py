@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: list[str]) -> int:
     opts = build_parser().parse_args(argv)
     if opts.version:
-        from cluster_conf.cli.ccs_tool import version_text
+        from cluster_conf.cli.common import version_text
 
         sys.stdout.write(version_text(PROG))
         return EXIT_VALID

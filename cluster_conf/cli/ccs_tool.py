@@ -27,6 +27,7 @@ from cluster_conf.cli.common import (
     parse_pairs,
     print_json,
     run,
+    version_text,
     warn,
 )
 
@@ -144,16 +145,6 @@ def usage_text() -> str:
     lines += [f"  {c.usage:<{width}}  {c.summary}" for c in COMMANDS.values()]
     lines += ["", "Exit status: 0 on success, 1 on any error (usage errors included).", ""]
     return "\n".join(lines)
-
-
-def version_text(prog: str) -> str:
-    from importlib import metadata
-
-    try:
-        version = metadata.version("rhcs-py")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    return f"{prog} {version} (rhcs-py)\n"
 
 
 def build_parser(spec: Command) -> Parser:

@@ -58,6 +58,21 @@ class Parser(argparse.ArgumentParser):
         raise _ParserExit(status)
 
 
+def suite_version() -> str:
+    """The installed suite's version (the `rhcs-py` distribution), "unknown" when it is not installed."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("rhcs-py")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def version_text(prog: str) -> str:
+    """What `-V` prints: `<prog> <suite version> (rhcs-py)`."""
+    return f"{prog} {suite_version()} (rhcs-py)\n"
+
+
 def run(prog: str, body: Callable[[list[str]], int], argv: Sequence[str] | None) -> int:
     """Run `body(argv)`; turn every failure into one line on stderr and an exit status, never a traceback."""
     from cluster_conf.reports import ConfigError

@@ -164,15 +164,14 @@ def local_agent(root: str) -> LocalAgent | None:
     return LocalAgent(root, settings.node_name, settings.address, settings.port)
 
 
-def _call_agent(agent: LocalAgent, function: str, args: dict[str, Any], *, timeout: float) -> dict[str, Any]:
-    """One request to the local agent; no answer is a CliError naming the agent, an error reply AgentRefusal."""
-    import logging
-
+def _call_agent(agent: LocalAgent, function: str, args: dict[str, Any], *, timeout: float | None = None
+                ) -> dict[str, Any]:
+    """One request to the local agent; no answer is a CliError naming the agent, an error reply AgentRefusal.
+    `timeout` defaults to the client library's: its long request timeout for an update that the agent stages and
+    commits on every peer before it answers (ricci_agent.client.LONG_FUNCTIONS), else the short one."""
     from ricci_agent.client import RicciClient
     from ricci_agent.protocol import NO_ANSWER, RicciError
 
-    # A failed handshake is reported below in one line; paramiko would also print its own traceback.
-    logging.getLogger("paramiko").addHandler(logging.NullHandler())
     try:
         with RicciClient.for_root(agent.root) as client:
             return client.call(agent.address, agent.port, function, args, timeout=timeout)
@@ -186,18 +185,15 @@ def _call_agent(agent: LocalAgent, function: str, args: dict[str, Any], *, timeo
 
 def agent_request(agent: LocalAgent, function: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
     """A short request to the local agent (hello, cluster.versions, ...)."""
-    return _call_agent(agent, function, args or {}, timeout=SHORT_REQUEST)
-
-
-SHORT_REQUEST = 6.0  # seconds
-PUSH_REQUEST = 60.0  # seconds: the agent stages and commits on every peer before it answers
+    return _call_agent(agent, function, args or {})
 
 
 def push_config(agent: LocalAgent, conf: ClusterConf, *, propagate: bool) -> PushResult:
     """Hand `conf` to the local agent (cluster.set_config); with `propagate`, the agent passes it on to every
     node of the cluster in two phases. Refusals come back as AgentRefusal with the agent's code and details."""
-    reply = _call_agent(agent, "cluster.set_config", {**xml_argument(conf.to_bytes()), "propagate": propagate},
-                        timeout=PUSH_REQUEST)
+    from ricci_agent.protocol import xml_fields
+
+    reply = _call_agent(agent, "cluster.set_config", {**xml_fields(conf.to_bytes()), "propagate": propagate})
     nodes: dict[str, tuple[str, str]] = {}
     for name, outcome in (reply.get("nodes") or {}).items():
         if isinstance(outcome, dict):
@@ -205,18 +201,6 @@ def push_config(agent: LocalAgent, conf: ClusterConf, *, propagate: bool) -> Pus
     old = reply.get("old_version")
     new = reply.get("new_version")
     return PushResult(old if isinstance(old, int) else None, new if isinstance(new, int) else 0, nodes)
-
-
-def xml_argument(data: bytes) -> dict[str, str]:
-    """The document's exact bytes as the protocol carries them: `xml` (text) when they are UTF-8, else
-    `xml_b64` (docs/ricci-protocol.md). The agent stores what it receives byte for byte, and its hash must
-    match the file's (cman_tool version -r pushes the live file itself)."""
-    import base64
-
-    try:
-        return {"xml": data.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"xml_b64": base64.b64encode(data).decode("ascii")}
 
 
 OUTCOME_WORDS = {

@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from cluster_conf.cli.common import CliError, Parser, UsageError, run, warn
+from cluster_conf.cli.common import CliError, Parser, UsageError, run, suite_version, version_text, warn
 
 PROG = "cman_tool"
 EXIT_NO_NEW_VERSION = 253
@@ -59,8 +59,6 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write(USAGE)
         return 0
     if argv[0] in ("-V", "--version"):
-        from cluster_conf.cli.ccs_tool import version_text
-
         sys.stdout.write(version_text(PROG))
         return 0
     command, rest = argv[0], argv[1:]
@@ -79,15 +77,6 @@ def _version_parser() -> Parser:
     parser.add_argument("-S", dest="no_sync", action="store_true",
                         help="reload on this node only: do not distribute cluster.conf")
     return parser
-
-
-def suite_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("rhcs-py")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 # -- version -----------------------------------------------------------------------------------------------
@@ -153,11 +142,9 @@ def reload(agent, root: str, *, sync: bool) -> int:  # agent: LocalAgent
         raise CliError(NOT_NEWER_TEXT, exit_code=EXIT_NOT_NEWER,
                        details=[f"running config_version {running}, {path} has {new}"])
     try:
-        # Reload here first: the agent records the file as the version this node runs, even when it is already
-        # the live file (a hand edit). Then, unless -S, distribute it (the original's ccs_sync).
-        result = push_config(agent, conf, propagate=False)
-        if sync:
-            result = push_config(agent, conf, propagate=True)
+        # The agent records the file as the version this node runs, also when it is already the live file (a hand
+        # edit); unless -S, it distributes it too (the original's ccs_sync).
+        result = push_config(agent, conf, propagate=sync)
     except AgentRefusal as exc:
         if exc.code in ("version_not_greater", "same_version_differs"):
             raise CliError(NOT_NEWER_TEXT, exit_code=EXIT_NOT_NEWER, details=[exc.message]) from None

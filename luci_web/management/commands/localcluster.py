@@ -10,7 +10,6 @@ Failures print one line `localcluster: <message>` and exit 1 (exec: the command'
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Any, ClassVar
 
@@ -58,9 +57,6 @@ class Command(BaseCommand):
         super().run_from_argv(argv)
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # The lab reports unreachable agents itself; paramiko's own log records (a refused connection while an
-        # agent starts) would otherwise reach the terminal as tracebacks.
-        logging.getLogger("paramiko").addHandler(logging.NullHandler())
         lab = Lab(options["dir"])
         try:
             code = getattr(self, f"_{options['verb']}")(lab, options)
