@@ -80,3 +80,29 @@ def corpus_files() -> list[Path]:
 requires_corpus = pytest.mark.skipif(
     not CORPUS.is_dir(), reason=f"the shared cluster.conf corpus is not present at {CORPUS}"
 )
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory):
+    """A running three-node lab (real `ricci serve` agents on a free 127.x block) for one test module.
+
+    Teardown cannot leave agents behind, even when the lab's own bookkeeping is wrong: whatever `down` misses is
+    killed by process group. Modules that need another shape define their own `lab` fixture."""
+    pytest.importorskip("paramiko", reason="paramiko is not installed (pip install -e .[node])")
+    import os
+    import signal
+
+    from ricci_agent.lab import Lab, free_block, group_members
+
+    lab = Lab(tmp_path_factory.mktemp("lab") / "lab")
+    try:
+        lab.up(nodes=3, first_address=free_block(3))
+        yield lab
+    finally:
+        pids = [n.pid for n in lab.nodes if n.pid] if lab.exists() else []
+        try:
+            lab.down(grace=3.0)
+        finally:
+            for pid in pids:
+                if group_members(pid):
+                    os.killpg(pid, signal.SIGKILL)

@@ -7,39 +7,20 @@ The local-only forms (-c another file, -o, -C) are covered here and in test_ccs_
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cluster_conf.cli import ccs_tool
-from ricci_agent.lab import Lab, LabNode, free_block, group_members
+from ricci_agent.lab import Lab, LabNode
 
 pytest.importorskip("paramiko", reason="paramiko is not installed (pip install -e .[node])")
 
 BIN = Path(sys.executable).parent
 NOT_GREATER = "ccs_tool: Proposed updated config file does not have greater version number.\n"
-
-
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    lab = Lab(tmp_path_factory.mktemp("update") / "lab")
-    try:
-        lab.up(nodes=3, first_address=free_block(3))
-        yield lab
-    finally:
-        pids = [n.pid for n in lab.nodes if n.pid] if lab.exists() else []
-        try:
-            lab.down(grace=3.0)
-        finally:
-            for pid in pids:
-                if group_members(pid):
-                    os.killpg(pid, signal.SIGKILL)
 
 
 def run_as(node: LabNode, *args: str) -> subprocess.CompletedProcess[str]:
