@@ -74,7 +74,20 @@ def encode(message: dict[str, Any]) -> bytes:
         return json.dumps(message, ensure_ascii=True, separators=(",", ":")).encode("ascii") + b"\n"
 
 
-def request_line(request_id: int, fn: str, args: dict[str, Any] | None = None) -> bytes:
+class EncodedArgs(bytes):
+    """A request's `args` already encoded as a JSON object (no newline): a fan-out encodes them once for all nodes."""
+
+
+def encode_args(args: dict[str, Any] | EncodedArgs | None) -> EncodedArgs:
+    if isinstance(args, EncodedArgs):
+        return args
+    return EncodedArgs(encode(args or {})[:-1])
+
+
+def request_line(request_id: int, fn: str, args: dict[str, Any] | EncodedArgs | None = None) -> bytes:
+    if isinstance(args, EncodedArgs):  # the same line encode() would make, with the args spliced in
+        head = encode({"v": PROTOCOL_VERSION, "id": request_id, "fn": fn})
+        return head[:-2] + b',"args":' + args + b"}\n"
     return encode({"v": PROTOCOL_VERSION, "id": request_id, "fn": fn, "args": args or {}})
 
 

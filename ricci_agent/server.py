@@ -43,7 +43,14 @@ import paramiko
 
 from cluster_conf.model import view
 from ricci_agent import keys
-from ricci_agent.client import LONG_REQUEST_TIMEOUT, AgentSettings, NodeResult, RicciClient
+from ricci_agent.client import (
+    LONG_REQUEST_TIMEOUT,
+    AgentSettings,
+    NodeResult,
+    RicciClient,
+    close_transport,
+    settle_transport,
+)
 from ricci_agent.protocol import (
     AUTH_FAILED,
     BAD_ARGUMENTS,
@@ -921,7 +928,7 @@ class RicciServer:
             if revoked and caller is not None and current.find(*caller.key) is None:
                 log.warning("closing the connection from %s: its key %s is no longer in authorized_keys",
                             caller.address, caller.author)
-                transport.close()
+                close_transport(transport)
                 with self._lock:
                     self._sessions.pop(transport, None)
                 continue
@@ -985,6 +992,7 @@ class RicciServer:
                 transport.close()
                 return
             transport.set_keepalive(KEEPALIVE)
+            settle_transport(transport)
             with self._lock:
                 self._sessions[transport] = session
         except Exception as exc:
@@ -1009,7 +1017,8 @@ class RicciServer:
         except (OSError, EOFError, paramiko.SSHException):
             pass
         finally:
-            channel.close()
+            with contextlib.suppress(OSError, EOFError, paramiko.SSHException):
+                channel.close()  # the client may be gone already
 
     def _answer(self, line: bytes | object, caller: Caller) -> bytes:
         if line is TOO_LARGE_MARK:
@@ -1038,7 +1047,7 @@ class RicciServer:
             transports = list(self._sessions)
             self._sessions.clear()
         for transport in transports:
-            transport.close()
+            close_transport(transport)
 
 
 def load_host_key(root: Path) -> paramiko.PKey:
@@ -1075,5 +1084,4 @@ def serve(root: Path, address: str | None = None, port: int | None = None, ready
         server.close()
         agent.close()
         log.info("stopped")
-
 

@@ -20,7 +20,7 @@ from paramiko.message import Message
 
 from cluster_conf import ClusterConf
 from ricci_agent import keys
-from ricci_agent.client import RicciClient
+from ricci_agent.client import IDLE_WAKEUP, RicciClient
 from ricci_agent.protocol import RicciError, request_line
 from ricci_agent.server import (
     AUTH_FAILURE_DELAY,
@@ -747,3 +747,26 @@ def test_a_stage_from_an_agent_with_the_same_validator_is_not_validated_again(la
         assert {n: o["outcome"] for n, o in reply["nodes"].items()} == dict.fromkeys(NAMES, "updated")
     assert (lab.nodes["node2"].conf_path.read_text(), lab.nodes["node3"].conf_path.read_text()) == (
         conf_xml(NAMES, 2), conf_xml(NAMES, 2))
+
+
+def test_established_connections_use_aes_gcm_wake_rarely_and_close_at_once(lab: Lab) -> None:
+    """A pooled connection negotiates AES-GCM (no per-packet HMAC in Python), its transport thread polls its
+    socket every IDLE_WAKEUP s instead of paramiko's 0.1 s, and close() still ends it at once; the fan-out
+    threads are kept from one fan-out to the next, and a closed client answers connection_lost for every node."""
+    targets = [n.target for n in lab.nodes.values()]
+    c = client_for(lab)
+    try:
+        assert all(r.ok for r in c.fan_out(targets, "hello").values())
+        conn = c._connection(*targets[0])
+        assert conn.transport.remote_cipher == conn.transport.local_cipher == "aes128-gcm@openssh.com"
+        assert conn.transport.sock.gettimeout() == IDLE_WAKEUP
+        workers = {t.ident for t in threading.enumerate() if t.name.startswith("ricci-fan-out")}
+        assert len(workers) >= 2
+        assert all(r.ok for r in c.fan_out(targets, "hello").values())
+        assert {t.ident for t in threading.enumerate() if t.name.startswith("ricci-fan-out")} == workers
+        reader = conn.transport
+    finally:
+        c.close()
+    assert wait_for(lambda: not reader.is_alive(), IDLE_WAKEUP / 2)  # woken by the shutdown, not the timeout
+    closed = c.fan_out(targets, "hello")
+    assert {r.code for r in closed.values()} == {"connection_lost"}

@@ -9,6 +9,7 @@ from ricci_agent.protocol import (
     UNSUPPORTED,
     LineReader,
     RicciError,
+    encode_args,
     error_line,
     ok_line,
     parse_reply,
@@ -80,3 +81,14 @@ def test_resolve_takes_addresses_as_they_are_and_names_through_the_bounded_worke
 
     assert resolve("127.0.0.5", 1.0) == "127.0.0.5"
     assert resolve("localhost", 3.0).startswith(("127.", "::1"))  # /etc/hosts
+
+
+@pytest.mark.parametrize("args", [None, {}, {"xml": "<cluster name=\"é\"/>", "n": 3}, {"xml": "lone \ud800 surrogate"}])
+def test_args_encoded_once_give_the_same_line_as_the_dict(args: dict | None) -> None:
+    """A fan-out encodes its arguments once and splices them into every node's request line: the agent must
+    receive exactly what a per-node encoding would have sent."""
+    once = encode_args(args)
+    for request_id in (1, 42):
+        line = request_line(request_id, "cluster.stage", once)
+        assert line == request_line(request_id, "cluster.stage", args)
+        assert parse_request(line.rstrip(b"\n")).args == (args or {})
