@@ -75,6 +75,7 @@ from ricci_agent.protocol import (
     xml_fields,
 )
 from ricci_agent.store import (
+    LOCAL_EDIT_NOTE,
     NO_CONFIG,
     NOT_GREATER,
     RACE_LOST,
@@ -83,6 +84,7 @@ from ricci_agent.store import (
     Candidate,
     ConfigStore,
     Staging,
+    StoredConfig,
     StoreRefusal,
     better_copy,
     check_candidate,
@@ -175,7 +177,7 @@ class Agent:
         self._poll_round = 0
         self._peers_client: RicciClient | None = None
         self._poll_client: RicciClient | None = None
-        self._live: tuple[str, Candidate | None] | None = None  # (hash, the live file as a Candidate or None)
+        self._accepted: tuple[str, Candidate | None] | None = None  # (hash, the accepted copy as a Candidate)
         self.validator = validator_version()  # pinned when the agent starts (see store.validator_version)
         self.functions: dict[str, Callable[[dict[str, Any], Caller], dict[str, Any]]] = {
             "hello": self.hello,
@@ -232,33 +234,48 @@ class Agent:
             raise RicciError(exc.code, exc.message, dict(exc.details)) from None
 
     # -- peers ---------------------------------------------------------------------------------------------
-    def live_candidate(self) -> Candidate | None:
-        """The live configuration as a validated Candidate, None when there is none or it is not valid.
+    def accepted_candidate(self) -> Candidate | None:
+        """The accepted configuration (store.accepted: the last one recorded in the history, never a local edit
+        of the live file) as a validated Candidate; None when there is none or it is not valid. A node's first
+        configuration, found on disk while the history is empty, is adopted here.
 
-        Validated once per live copy (by hash): the poll loop, peers() and poll_interval() ask every round. A copy
+        Validated once per copy (by hash): the poll loop, peers() and poll_interval() ask every round. A copy
         this agent installed is taken as the store's candidate without validating it again."""
-        current = self.store.current()
-        if current is None:
+        accepted = self.store.accepted()
+        if accepted is None and self.store.adopt():
+            accepted = self.store.accepted()
+        if accepted is None:
             return None
-        known = self._live
-        if known is not None and known[0] == current.hash:
+        known = self._accepted
+        if known is not None and known[0] == accepted.hash:
             return known[1]
         installed = self.store.installed
         cand: Candidate | None
-        if installed is not None and installed.hash == current.hash:
+        if installed is not None and installed.hash == accepted.hash:
             cand = installed
         else:
             try:
-                cand = check_candidate(current.data, str(self.store.conf_path))
+                cand = check_candidate(accepted.data, f"accepted cluster.conf version {accepted.version}")
             except StoreRefusal:
                 cand = None
-        self._live = (current.hash, cand)
+        self._accepted = (accepted.hash, cand)
         return cand
 
+    def config_state(self) -> tuple[StoredConfig | None, dict[str, Any] | None]:
+        """(the accepted copy, the local edit as `{version, hash, note}` or None): what hello, status and
+        get_config report. A local edit is the live file when it differs from the accepted copy."""
+        accepted = self.store.accepted()
+        edit = self.store.local_edit()
+        if edit is None:
+            return accepted, None
+        if not edit.hash:
+            return accepted, {"version": None, "hash": None, "note": "cluster.conf is missing or unreadable"}
+        return accepted, {"version": edit.version, "hash": edit.hash, "note": LOCAL_EDIT_NOTE}
+
     def peers(self, cand: Candidate | None = None) -> list[Peer]:
-        """The other clusternodes of `cand` (default: the live config), with their agents' addresses."""
+        """The other clusternodes of `cand` (default: the accepted config), with their agents' addresses."""
         if cand is None:
-            cand = self.live_candidate()
+            cand = self.accepted_candidate()
             if cand is None:
                 return []
         hosts = read_hosts(self.root)
@@ -275,7 +292,7 @@ class Agent:
         return found
 
     def poll_interval(self) -> float:
-        cand = self.live_candidate()
+        cand = self.accepted_candidate()
         if cand is None:
             return POLL_DEFAULT
         value = (view(cand.conf).cman or {}).get("ccsd_poll")
@@ -286,29 +303,33 @@ class Agent:
 
     # -- functions -----------------------------------------------------------------------------------------
     def hello(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        current = self.store.current()
+        """The accepted configuration's version and hash (what catch-up compares), and a local edit beside it."""
+        accepted, edit = self.config_state()
         return {
             "protocol": PROTOCOL_VERSION,
             "agent": AGENT_VERSION,
             "hostname": socket.gethostname(),
             "node_name": self.settings.node_name,
-            "cluster_name": current.cluster_name if current else None,
-            "config_version": current.version if current else None,
-            "config_hash": current.hash if current else None,
+            "cluster_name": accepted.cluster_name if accepted else None,
+            "config_version": accepted.version if accepted else None,
+            "config_hash": accepted.hash if accepted else None,
+            "local_edit": edit,
         }
 
     def get_config(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        current = self.store.current()
-        if current is None:
-            raise RicciError(NO_CONFIG, f"{self.settings.node_name} has no readable cluster.conf")
-        return {**xml_fields(current.data), "version": current.version, "hash": current.hash}
+        """The accepted copy (what peers pull in catch-up), never a local edit of the live file."""
+        accepted, edit = self.config_state()
+        if accepted is None:
+            raise RicciError(NO_CONFIG, f"{self.settings.node_name} has no accepted cluster.conf")
+        return {**xml_fields(accepted.data), "version": accepted.version, "hash": accepted.hash, "local_edit": edit}
 
     def set_config(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         data = xml_arg(args)
         propagate = bool_arg(args, "propagate", False)
         cand = check_candidate(data)
         current = self.store.current()
-        old_version = current.version if current else None
+        accepted = self.store.accepted() or current
+        old_version = accepted.version if accepted else None
         reports = [r.to_dict() for r in cand.warnings]
         if not propagate:
             outcome = self.store.install(cand, caller.author)
@@ -316,6 +337,7 @@ class Agent:
             return {"old_version": old_version, "new_version": cand.version, "reports": reports,
                     "nodes": {self.settings.node_name: {"outcome": outcome, "message": ""}}}
         if current is not None and current.hash != cand.hash:
+            self.store.refuse_local_edit(current, cand)
             check_version(current, cand.version, cand.hash)
         nodes = self.propagate(cand, caller.author)
         return {"old_version": old_version, "new_version": cand.version, "reports": reports, "nodes": nodes}
@@ -351,12 +373,14 @@ class Agent:
 
     def versions(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         current = self.store.current()
+        accepted = self.store.accepted()
         return {
             "versions": [
                 {**e.to_dict(), "current": current is not None and e.hash == current.hash}
                 for e in self.store.versions()
             ],
             "current": {"version": current.version, "hash": current.hash} if current else None,
+            "accepted": {"version": accepted.version, "hash": accepted.hash} if accepted else None,
         }
 
     def get_version(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
@@ -371,25 +395,31 @@ class Agent:
         nodes: dict[str, dict[str, Any]] = {
             self.settings.node_name: {
                 "address": self.settings.address, "port": self.settings.port, "reachable": True,
-                "config_version": me["config_version"], "config_hash": me["config_hash"], "message": "",
+                "config_version": me["config_version"], "config_hash": me["config_hash"],
+                "local_edit": me["local_edit"], "message": "",
             }
         }
         for peer in peers:
             answer = answers[peer.key]
             result = answer.result or {}
+            edit = result.get("local_edit")
             nodes[peer.name] = {
                 "address": peer.host, "port": peer.port, "reachable": answer.ok,
                 "config_version": result.get("config_version"), "config_hash": result.get("config_hash"),
-                "message": answer.message or "",
+                "local_edit": edit if isinstance(edit, dict) else None, "message": answer.message or "",
             }
         copies = {(n["config_version"], n["config_hash"]) for n in nodes.values() if n["reachable"]}
         newest = max((c for c in copies if c[0] is not None), key=lambda c: (c[0], _neg(c[1])), default=None)
+        edited = sorted(name for name, n in nodes.items() if n["reachable"] and n["local_edit"])
         for node in nodes.values():
             node["in_sync"] = node["reachable"] and (node["config_version"], node["config_hash"]) == newest
+            if node["local_edit"] and not node["message"]:
+                node["message"] = LOCAL_EDIT_NOTE
         return {
             "cluster_name": me["cluster_name"], "node_name": self.settings.node_name,
             "config_version": me["config_version"], "config_hash": me["config_hash"],
-            "drift": len(copies) > 1, "nodes": nodes,
+            "local_edit": me["local_edit"], "drift": len(copies) > 1 or bool(edited), "edited_locally": edited,
+            "nodes": nodes,
         }
 
     def node_start(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
@@ -413,10 +443,11 @@ class Agent:
     # -- peers: the live configuration must be usable ------------------------------------------------------
     def _note_config_state(self) -> None:
         """Log once (until it is fixed) that the node has no valid config: catch-up cannot find its peers then."""
-        usable = self.live_candidate() is not None
+        usable = self.accepted_candidate() is not None
         if not usable and not self._no_config_logged:
             log.warning("no valid %s on this node: catch-up cannot find the peers until a valid configuration is "
-                        "installed (cluster.set_config, or by hand)", self.store.conf_path)
+                        "installed (cluster.set_config, or by hand on a node with no history yet)",
+                        self.store.conf_path)
         self._no_config_logged = not usable
 
     # -- propagation (two-phase) ---------------------------------------------------------------------------
@@ -545,10 +576,15 @@ class Agent:
         return answered
 
     def catch_up(self, peers: list[Peer], client: RicciClient, want: int | None = None) -> str | None:
-        """Pull the best copy among `peers` (see ask_versions) if it beats ours; returns the peer it came from."""
-        current = self.store.current()
+        """Pull the best copy among `peers` (see ask_versions) if it beats ours; returns the peer it came from.
+
+        Ours is the accepted copy; peers advertise and serve theirs. When this node's live file is a local edit,
+        only a copy with a strictly greater version than the edit is pulled (the store then replaces the edit,
+        keeping it as cluster.conf.old); a copy that cannot replace it is not fetched round after round."""
+        current = self.store.accepted()
         if current is None:
             return None
+        edit = self.store.local_edit()
         best: tuple[int, str, Peer] | None = None
         for peer, info in self.ask_versions(peers, client, want):
             if info.get("cluster_name") != current.cluster_name:
@@ -560,6 +596,8 @@ class Agent:
                 best = (version, digest, peer)
         if best is None or not better_copy(best[0], best[1], current.version, current.hash):
             return None
+        if edit is not None and edit.hash and best[0] <= edit.version:
+            return None
         version, digest, peer = best
         try:
             remote = client.call(peer.host, peer.port, "cluster.get_config")
@@ -568,7 +606,7 @@ class Agent:
                 return None
             if cand.conf.name != current.cluster_name:
                 return None
-            outcome = self.store.install(cand, f"catch-up from {peer.name}", tie_break=True)
+            outcome = self.store.install(cand, f"catch-up from {peer.name}", tie_break=edit is None)
         except (RicciError, StoreRefusal) as exc:
             log.warning("catch-up from %s failed: %s", peer.name, getattr(exc, "message", exc))
             return None

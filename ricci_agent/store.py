@@ -14,6 +14,15 @@ Rules (`ConfigStore.install`):
 - catch-up (`tie_break=True`) may also replace the same version when the other copy's hash is smaller: every node
   then settles on the same copy.
 
+Accepted versus live (`accepted()`, `local_edit()`): the configuration a node *accepted* is the last one recorded in
+its history (through install, a two-phase commit, catch-up, or a push of the live file itself, which is what
+`cman_tool version -r` does). An admin may edit cluster.conf in place (RHEL6: edit, raise config_version, then
+`cman_tool version -r`); until that edit is pushed it is a *local edit*: the agent advertises and serves only the
+accepted copy, and reports the edit beside it. The rules above still compare against the live file: a copy of the
+same version as a local edit but other content is refused (`local_edit_differs`, also for catch-up: no tie-break
+against a local edit); a strictly newer copy replaces the edit, which is kept as `cluster.conf.old` and logged.
+The live file is adopted without a push only when the history is empty (a node's first configuration).
+
 Write order: the history copy (atomic), its index record (appended, fsync'd), then cluster.conf (atomic, keeping
 `.old`). A kill -9 anywhere leaves cluster.conf old or new, whole; a record whose install did not finish is rolled
 forward by `recover()` when the agent starts (the record is the promise that this version was accepted).
@@ -30,6 +39,7 @@ import fcntl
 import functools
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -55,6 +65,9 @@ RACE_LOST = "race_lost"
 NOT_STAGED = "not_staged"
 NOT_FOUND = "version_not_found"
 NO_CONFIG = "no_config"
+LOCAL_EDIT = "local_edit_differs"
+
+LOCAL_EDIT_NOTE = "edited locally, not distributed: run cman_tool version -r"
 
 NOT_GREATER_TEXT = "Proposed updated config file does not have greater version number."
 RACE_TEXT = "Warning:: Simultaneous update requests detected. You have lost the race."
@@ -65,6 +78,8 @@ STAGE_TTL = 30.0  # seconds a staged copy waits for its commit before it is drop
 # tell both pushers they lost while the rival's copy goes live. The agent passes its own figure to Staging.
 COMMIT_WAIT = 10.0
 TEMP_LEFTOVERS = (".*.tmp", ".*.tmp.old")  # atomic_write's temporary names, left behind by a kill -9
+
+log = logging.getLogger("ricci.store")
 
 
 class StoreRefusal(Exception):
@@ -187,6 +202,7 @@ class ConfigStore:
         self._depth = 0  # nesting of locked() in the thread holding _lock
         self._cache: tuple[tuple[int, int, int], StoredConfig] | None = None
         self.installed: Candidate | None = None  # the last candidate install() made (or found) live
+        self._accepted_cache: tuple[tuple[int, int, int], StoredConfig | None] | None = None
 
     # -- reading -------------------------------------------------------------------------------------------
     def current(self) -> StoredConfig | None:
@@ -207,6 +223,47 @@ class ConfigStore:
         stored = StoredConfig(data, conf.config_version or 0, content_hash(data), conf.name)
         self._cache = (stamp, stored)
         return stored
+
+    def accepted(self) -> StoredConfig | None:
+        """The configuration this node accepted last: the newest record of its history whose copy is whole (cached
+        by the index's inode, size and mtime). None when the history is empty."""
+        index = self.root / HISTORY_INDEX
+        try:
+            st = os.stat(index)
+        except FileNotFoundError:
+            return None
+        stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._accepted_cache
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        found: StoredConfig | None = None
+        for entry in reversed(list(self._read_index())):
+            data = self._history_copy(entry)
+            if data is None:
+                continue
+            installed = self.installed
+            if installed is not None and installed.hash == entry.hash:
+                name = installed.cluster_name
+            else:
+                try:
+                    name = ClusterConf.from_bytes(data, str(self._history_path(entry.version, entry.hash))).name
+                except ConfigError:
+                    continue
+            found = StoredConfig(data, entry.version, entry.hash, name)
+            break
+        self._accepted_cache = (stamp, found)
+        return found
+
+    def local_edit(self) -> StoredConfig | None:
+        """The live file when it is not the accepted copy (edited in place and not pushed yet); else None. A live
+        file that is missing or unreadable while a copy is accepted shows as a StoredConfig with version 0."""
+        accepted = self.accepted()
+        if accepted is None:
+            return None
+        live = self.current()
+        if live is None:
+            return StoredConfig(b"", 0, "", None)
+        return None if live.hash == accepted.hash else live
 
     def versions(self) -> list[HistoryEntry]:
         """Accepted versions, oldest first; one entry per (version, hash)."""
@@ -276,15 +333,48 @@ class ConfigStore:
         """Make `cand` the live configuration: "updated", or "already" when it is; StoreRefusal otherwise."""
         with self.locked():
             current = self.current()
+            edit = None
             if current is not None:
                 if current.hash == cand.hash:
                     self.ensure_recorded(cand, author)
                     self.installed = cand
                     return "already"
-                check_version(current, cand.version, cand.hash, tie_break=tie_break)
+                edit = self.refuse_local_edit(current, cand)
+                check_version(current, cand.version, cand.hash, tie_break=tie_break and edit is None)
             self._write(cand, author)
             self.installed = cand
+            if edit is not None:
+                log.warning("cluster.conf edited locally (config_version %s, not distributed) was replaced by "
+                            "config_version %s from %s; the edit is kept as cluster.conf.old", edit.version,
+                            cand.version, author)
             return "updated"
+
+    def refuse_local_edit(self, current: StoredConfig, cand: Candidate) -> StoredConfig | None:
+        """When `current` (the live file) is a local edit: refuse a copy of its version with other content
+        (LOCAL_EDIT) and return the edit; None when the live file is the accepted copy (or nothing is accepted)."""
+        accepted = self.accepted()
+        if accepted is None or accepted.hash == current.hash:
+            return None
+        if cand.version == current.version and cand.hash != current.hash:
+            raise StoreRefusal(
+                LOCAL_EDIT,
+                f"cluster.conf on this node was edited locally to config_version {current.version} with other "
+                f"content and not distributed; raise config_version, or run cman_tool version -r on this node",
+                current=current.version, proposed=cand.version, accepted=accepted.version,
+            )
+        return current
+
+    def adopt(self, author: str = "found on disk") -> bool:
+        """Record the live file as accepted when the history is empty (a node's first configuration, written
+        before or after the agent started); True when it did."""
+        with self.locked():
+            if any(True for _ in self._read_index()):
+                return False
+            current = self.current()
+            if current is None:
+                return False
+            self._record(current.data, current.version, current.hash, author)
+            return True
 
     def ensure_recorded(self, cand: Candidate, author: str) -> None:
         """A live file that reached cluster.conf without the agent (a hand edit) gets its history record."""
@@ -337,11 +427,10 @@ class ConfigStore:
         with self.locked():
             self._remove_leftovers()
             entries = list(self._read_index())
-            current = self.current()
-            if current is not None and not any(e.hash == current.hash for e in entries):
-                self._record(current.data, current.version, current.hash, "found on disk")
-            if not entries:
+            if not entries:  # the node's first configuration; afterwards a hand edit waits for cman_tool -r
+                self.adopt()
                 return None
+            current = self.current()
             last = entries[-1]
             if current is not None and (current.hash == last.hash or current.version >= last.version):
                 return None
@@ -438,6 +527,7 @@ class Staging:
                 if current.hash == cand.hash:
                     self.store.ensure_recorded(cand, author)  # the live file may be a hand edit (cman_tool -r)
                     return "already"
+                self.store.refuse_local_edit(current, cand)
                 refuse_for_race(current, cand)
             now = time.monotonic()
             self._purge(now)
@@ -468,6 +558,7 @@ class Staging:
                             raise StoreRefusal(RACE_LOST, RACE_TEXT, version=version)
                         continue  # a rival staged since the wait: wait again
                     if current is not None:
+                        self.store.refuse_local_edit(current, staged.cand)
                         refuse_for_race(current, staged.cand)
                     return self.store.install(staged.cand, staged.author)
         finally:

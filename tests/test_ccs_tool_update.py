@@ -136,7 +136,14 @@ def test_no_ccs_installs_on_this_node_only(lab: Lab, tmp_path: Path) -> None:
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"Config file updated from version {old} to {old + 1}\n\nUpdate complete.\n"
     assert lab.node("node2").config_path.read_bytes() == proposed.read_bytes()
-    # The other agents pull the newer copy by themselves (catch-up), so the lab is whole again soon after.
+    # Installed behind the agent's back: a local edit, advertised by nobody and pulled by nobody...
+    time.sleep(3.0)  # three catch-up polls
+    assert current_version_or_none(lab) == old
+    assert all(n.config_path.read_bytes() != proposed.read_bytes() for n in lab.nodes if n.name != "node2")
+    # ...until `cman_tool version -r -S` makes node2 run it; then the others pull it by catch-up.
+    reload = subprocess.run([str(BIN / "cman_tool"), "version", "-r", "-S"], env=lab.node("node2").environ(),
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert (reload.returncode, reload.stderr) == (0, "")
     assert wait_for(lambda: current_version_or_none(lab) == old + 1)
 
 

@@ -71,6 +71,52 @@ def test_reload_takes_a_hand_edited_file_and_distributes_it(lab: Lab) -> None:
         assert new in history(peer)
 
 
+def call(node: LabNode, target: LabNode, function: str) -> dict:
+    """`ricci call` from `node` (its client key) to `target`'s agent: the JSON reply."""
+    result = run_as(node, "ricci", "call", target.key, function)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_hand_edit_is_not_pulled_by_the_others_until_cman_tool_version_r(lab: Lab) -> None:
+    """The lead's reproduction: an edit of node1's live file stays on node1 (reported as a local edit) through
+    several catch-up polls (ccsd_poll 1 s in the lab), until `cman_tool version -r` distributes it."""
+    node, others = lab.node("node1"), [n for n in lab.nodes if n.name != "node1"]
+    running = max(history(node))
+    before = {peer.name: peer.config_path.read_bytes() for peer in others}
+    result = run_as(node, "ccs_tool", "addnode", "-n", "4", "-f", "labfence", "node4")
+    assert result.returncode == 0, result.stderr
+    edited = node.config_path.read_bytes()
+    time.sleep(3.5)  # three poll intervals and more
+    for peer in others:
+        assert peer.config_path.read_bytes() == before[peer.name], f"{peer.name} pulled the unfinished edit"
+        assert running + 1 not in history(peer)
+    assert live_versions(lab) == {running}  # every agent advertises its accepted version
+    assert run_as(node, "cman_tool", "version").stdout.endswith(f" config {running}\n")
+    hello = call(node, node, "hello")
+    assert hello["config_version"] == running
+    assert hello["local_edit"]["version"] == running + 1
+    assert hello["local_edit"]["note"] == "edited locally, not distributed: run cman_tool version -r"
+    status = call(others[0], others[0], "cluster.status")
+    assert status["drift"] is True and status["edited_locally"] == ["node1"]
+    assert status["nodes"]["node1"]["local_edit"]["version"] == running + 1
+    assert "cman_tool version -r" in status["nodes"]["node1"]["message"]
+    assert call(others[0], node, "cluster.get_config")["version"] == running  # what a peer would pull
+
+    result = run_as(node, "cman_tool", "version", "-r")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == (f"cman_tool: warning: node4 did not get config version {running + 1} (unreachable); "
+                             "it catches up when its agent is back\n")  # node4 has no agent in this lab
+    assert wait_for(lambda: live_versions(lab) == {running + 1})
+    for peer in others:
+        assert peer.config_path.read_bytes() == edited, peer.name
+    assert call(node, node, "hello")["local_edit"] is None
+    # leave the module's lab as it was: without the node that does not exist
+    assert run_as(node, "ccs_tool", "delnode", "node4").returncode == 0
+    assert run_as(node, "cman_tool", "version", "-r").returncode == 0
+    assert wait_for(lambda: live_versions(lab) == {running + 2})
+
+
 def test_reload_of_a_version_that_is_not_newer_exits_254(lab: Lab) -> None:
     node = lab.node("node2")
     running = max(history(node))

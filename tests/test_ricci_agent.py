@@ -152,15 +152,81 @@ def test_drift_is_visible_in_status(tmp_path: Path) -> None:
         for name in NAMES:
             lab.write_conf(name, conf_xml(NAMES, 4, cman=' ccsd_poll="600000"'))
             lab.start(name)
-        lab.write_conf("node3", conf_xml(NAMES, 4, cman=' ccsd_poll="600000"', extra="<!-- edited by hand -->"))
         with client_for(lab) as c:
+            accepted = c.call(*lab.nodes["node1"].target, "hello")["config_hash"]
+            c.call(*lab.nodes["node3"].target, "cluster.set_config",
+                   {"xml": conf_xml(NAMES, 5, cman=' ccsd_poll="600000"', extra="<!-- 5 -->"), "propagate": False})
             status = c.call(*lab.nodes["node1"].target, "cluster.status")
-        assert status["drift"] is True
+        assert status["drift"] is True and status["edited_locally"] == []
         hashes = {n: s["config_hash"] for n, s in status["nodes"].items()}
-        assert hashes["node1"] == hashes["node2"] != hashes["node3"]
-        assert all(s["config_version"] == 4 and s["reachable"] for s in status["nodes"].values())
+        assert hashes["node1"] == hashes["node2"] == accepted != hashes["node3"]
+        assert [s["config_version"] for s in status["nodes"].values()] == [4, 4, 5]
+        assert [s["in_sync"] for s in status["nodes"].values()] == [False, False, True]
     finally:
         lab.stop_all()
+
+
+def test_a_local_edit_is_reported_and_served_nowhere(tmp_path: Path) -> None:
+    # an edit of the live file behind the agent's back: hello and status report it beside the accepted copy,
+    # get_config serves the accepted copy, and the peers do not pull it (ccsd_poll 300 ms: many rounds)
+    lab = make_lab(tmp_path, NAMES)
+    cman = ' ccsd_poll="300"'
+    try:
+        for name in NAMES:
+            lab.write_conf(name, conf_xml(NAMES, 4, cman=cman))
+            lab.start(name)
+        edit = conf_xml(NAMES, 5, cman=cman, extra="<!-- edited by hand -->")
+        lab.write_conf("node3", edit)
+        node3 = lab.nodes["node3"].target
+        with client_for(lab) as c:
+            hello = c.call(*node3, "hello")
+            accepted = content_hash(conf_xml(NAMES, 4, cman=cman).encode())
+            assert (hello["config_version"], hello["config_hash"]) == (4, accepted)
+            assert hello["local_edit"] == {"version": 5, "hash": content_hash(edit.encode()),
+                                           "note": "edited locally, not distributed: run cman_tool version -r"}
+            served = c.call(*node3, "cluster.get_config")
+            assert served["version"] == 4 and served["xml"] == conf_xml(NAMES, 4, cman=cman)
+            assert served["local_edit"]["version"] == 5
+            time.sleep(2.0)  # six poll rounds
+            assert {v for v, _ in versions_of(lab, c).values()} == {4}
+            assert lab.nodes["node1"].conf_path.read_text() == conf_xml(NAMES, 4, cman=cman)
+            status = c.call(*lab.nodes["node1"].target, "cluster.status")
+            assert status["drift"] is True and status["edited_locally"] == ["node3"]
+            assert status["nodes"]["node3"]["local_edit"]["version"] == 5
+            assert status["nodes"]["node3"]["message"].endswith("run cman_tool version -r")
+            assert status["nodes"]["node1"]["local_edit"] is None and status["nodes"]["node1"]["in_sync"]
+            # a push of the edit's version with other content is refused by that node only, with the reason
+            reply = c.call(*lab.nodes["node1"].target, "cluster.set_config",
+                           {"xml": conf_xml(NAMES, 5, cman=cman, extra="<!-- pushed -->"), "propagate": True})
+            assert reply["nodes"]["node2"]["outcome"] == "updated"
+            assert reply["nodes"]["node3"]["outcome"] == "refused"
+            assert "edited locally to config_version 5" in reply["nodes"]["node3"]["message"]
+            assert lab.nodes["node3"].conf_path.read_text() == edit
+            # pushing the live file itself (what cman_tool version -r does) makes it the accepted copy
+            edit6 = conf_xml(NAMES, 6, cman=cman, extra="<!-- edited by hand -->")
+            lab.write_conf("node3", edit6)
+            reply = c.call(*node3, "cluster.set_config", {"xml": edit6, "propagate": True})
+            assert {n: o["outcome"] for n, o in reply["nodes"].items()} == {
+                "node3": "already", "node1": "updated", "node2": "updated"}
+            assert c.call(*node3, "hello")["local_edit"] is None
+            assert c.call(*node3, "cluster.versions")["versions"][-1]["version"] == 6
+    finally:
+        lab.stop_all()
+
+
+def test_a_node_down_with_a_local_edit_takes_a_newer_version_and_keeps_the_edit_as_old(lab: Lab) -> None:
+    node3 = lab.nodes["node3"]
+    lab.stop("node3")
+    edit = conf_xml(NAMES, 2, extra="<!-- edited while down -->")
+    lab.write_conf("node3", edit)
+    with client_for(lab, connect_timeout=1.0) as c:
+        assert push(c, lab, "node1", 3)["nodes"]["node3"]["outcome"] == "unreachable"
+        lab.start("node3")
+        assert wait_for(lambda: c.call(*node3.target, "hello")["config_version"] == 3, 20)
+        assert c.call(*node3.target, "hello")["local_edit"] is None
+    assert node3.conf_path.read_text() == conf_xml(NAMES, 3)
+    assert node3.conf_path.with_name("cluster.conf.old").read_text() == edit
+    assert "edited locally (config_version 2, not distributed) was replaced by config_version 3" in node3.log_text()
 
 
 def test_unknown_and_changed_host_keys_are_refused_with_the_fingerprint(lab: Lab, tmp_path: Path) -> None:

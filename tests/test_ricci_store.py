@@ -14,6 +14,7 @@ import pytest
 from cluster_conf import ClusterConf
 from ricci_agent.store import (
     INVALID,
+    LOCAL_EDIT,
     NOT_GREATER,
     RACE_LOST,
     RACE_TEXT,
@@ -234,3 +235,54 @@ def test_install_primes_the_live_copy_without_reading_it_again(store: ConfigStor
     live = store.current()
     assert live is not None and (live.version, live.hash, live.data) == (2, new.hash, new.data)
     assert store.installed is new
+
+
+# -- a local edit of the live file is not accepted until it is pushed -------------------------------------------
+def hand_edit(store: ConfigStore, version: int) -> bytes:
+    """An admin edits cluster.conf in place (RHEL6: edit, raise config_version), without telling the agent."""
+    data = conf_xml(NODES, version, extra="<!-- by hand -->").encode()
+    store.conf_path.write_bytes(data)
+    return data
+
+
+def test_a_local_edit_is_reported_beside_the_accepted_copy(store: ConfigStore) -> None:
+    assert store.local_edit() is None
+    data = hand_edit(store, 2)
+    accepted, edit = store.accepted(), store.local_edit()
+    assert accepted is not None and (accepted.version, accepted.data) == (1, cand(1).data)
+    assert edit is not None and (edit.version, edit.hash) == (2, content_hash(data))
+    store.conf_path.unlink()
+    missing = store.local_edit()
+    assert missing is not None and (missing.version, missing.hash) == (0, "")
+
+
+def test_a_copy_of_the_local_edits_version_with_other_content_is_refused(store: ConfigStore) -> None:
+    hand_edit(store, 2)
+    other = cand(2, "<!-- pushed -->")
+    for attempt in (lambda: store.install(other, "peer"), lambda: store.install(other, "peer", tie_break=True),
+                    lambda: Staging(store).stage(other, "peer")):
+        with pytest.raises(StoreRefusal) as exc:
+            attempt()
+        assert exc.value.code == LOCAL_EDIT and "edited locally" in exc.value.message
+    assert [e.version for e in store.versions()] == [1]
+
+
+def test_a_newer_copy_replaces_a_local_edit_which_is_kept_as_old_and_logged(
+        store: ConfigStore, caplog: pytest.LogCaptureFixture) -> None:
+    edited = hand_edit(store, 2)
+    with caplog.at_level("WARNING", logger="ricci.store"):
+        assert store.install(cand(3), "catch-up from node2") == "updated"
+    assert store.conf_path.with_name("cluster.conf.old").read_bytes() == edited
+    assert store.accepted().version == 3 and store.local_edit() is None  # type: ignore[union-attr]
+    assert "edited locally (config_version 2, not distributed) was replaced by config_version 3" in caplog.text
+
+
+def test_recover_adopts_the_first_config_but_not_a_later_hand_edit(tmp_path: Path) -> None:
+    fresh = ConfigStore(tmp_path / "fresh")
+    fresh.conf_path.parent.mkdir(parents=True)
+    fresh.conf_path.write_bytes(cand(1).data)
+    fresh.recover()
+    assert [(e.version, e.author) for e in fresh.versions()] == [(1, "found on disk")]
+    hand_edit(fresh, 2)  # edited while the agent was down: still a local edit when it starts again
+    fresh.recover()
+    assert [e.version for e in fresh.versions()] == [1] and fresh.local_edit().version == 2  # type: ignore[union-attr]

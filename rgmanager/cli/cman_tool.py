@@ -5,8 +5,9 @@
                                  it and pass it on to every node (the original ran ccs_sync for that)
     cman_tool version -r -S      reload on this node only (the file was distributed some other way)
 
-Until the membership daemon exists (a later step), the configuration a node "runs" is the newest version its
-ricci agent has accepted (its history, `cluster.versions`); the agent is found through etc/ricci/ricci.json.
+Until the membership daemon exists (a later step), the configuration a node "runs" is the version its ricci
+agent has accepted (the last one recorded in its history, `cluster.versions`); a local edit of cluster.conf is
+not running until `cman_tool version -r` pushes it; the agent is found through etc/ricci/ricci.json.
 
 Exit status: 0 success; 1 any other failure (one line `cman_tool: <message>`); 253 "Unable to retrive the new
 config version" (no readable file or no config_version in it); 254 "Not reloading, config version older or equal
@@ -108,7 +109,12 @@ def _agent(root: str):  # -> LocalAgent
 
 
 def running_version(versions_reply: dict) -> int:
-    """The newest version in the agent's history (cluster.versions): what this node runs. 0 when none yet."""
+    """The version the agent accepted (cluster.versions `accepted`: the last one recorded in its history, never a
+    local edit of the live file): what this node runs. Agents that do not report it: the newest in the history.
+    0 when none yet."""
+    accepted = versions_reply.get("accepted")
+    if isinstance(accepted, dict) and isinstance(accepted.get("version"), int):
+        return accepted["version"]
     entries = versions_reply.get("versions")
     numbers = [e.get("version") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
     return max((n for n in numbers if isinstance(n, int)), default=0)
