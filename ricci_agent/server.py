@@ -1049,6 +1049,9 @@ class RicciServer:
             while not self.agent.stop.is_set():
                 data = channel.recv(1 << 16)
                 if not data:
+                    # The client sent EOF: every request has its answer. An exit status tells command-line
+                    # clients (OpenSSH's `ssh -s HOST ricci < requests`) that the session ended normally.
+                    channel.send_exit_status(0)
                     break
                 for line in reader.feed(data):
                     channel.sendall(self._answer(line, caller))
