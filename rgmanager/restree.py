@@ -293,11 +293,15 @@ def _info(type_name: str) -> _TypeInfo:
     )
 
 
-def _own_attrs(info: _TypeInfo, raw: Mapping[str, str]) -> dict[str, str]:
+def _own_attrs(info: _TypeInfo, raw: Mapping[str, str], site: Mapping[str, str] | None = None) -> dict[str, str]:
     """The attributes of a resource element that its type knows, in metadata order (open types: all, extras in
-    document order after the known ones), with the metadata defaults filled in. Inherited parameters set
-    explicitly keep their value. `ref` and special `__` attributes are not resource attributes."""
-    merged = {**info.defaults, **raw} if info.defaults else raw
+    document order after the known ones), with the defaults filled in: the site's `<resource-defaults>` for the
+    type over the metadata defaults. Inherited parameters set explicitly keep their value. `ref` and special `__`
+    attributes are not resource attributes."""
+    if site:
+        merged = {**info.defaults, **{k: v for k, v in site.items() if k in info.position}, **raw}
+    else:
+        merged = {**info.defaults, **raw} if info.defaults else raw
     position = info.position
     known = [name for name in merged if name in position]
     known.sort(key=position.__getitem__)
@@ -373,6 +377,19 @@ def _special_fields(specials: Mapping[str, str], where: str, top: bool, warnings
 _ACTION = "action"
 
 
+def _site_defaults(rm: etree._Element | None) -> dict[str, dict[str, str]]:
+    """`<rm><resource-defaults><TYPE param="value" .../></resource-defaults>`: the site's own defaults per resource
+    type, which replace the agent metadata's (the first element per type counts). Not applied to service and vm,
+    whose defaults are engine behaviour (docs/rg_test.md)."""
+    found: dict[str, dict[str, str]] = {}
+    holder = rm.find("resource-defaults") if rm is not None else None
+    if holder is not None:
+        for el in holder.iterchildren(etree.Element):
+            if el.tag in RESOURCE_TYPES and el.tag not in found:
+                found[el.tag] = dict(el.items())
+    return found
+
+
 class _Builder:
     def __init__(self, rm: etree._Element | None) -> None:
         self.rm = rm
@@ -381,6 +398,7 @@ class _Builder:
         self.definitions: dict[str, tuple[dict[str, str], tuple[Mapping[str, str], ...]]] = {}
         self.counts: dict[str, int] = {}
         self.warnings: list[str] = []
+        self.site_defaults = _site_defaults(rm)
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -412,7 +430,8 @@ class _Builder:
         if primary is None:
             self.warn(f"Warning: {rtype.name} resource without {info.primary} (line {el.sourceline}); ignored")
             return None
-        return Resource(rtype.name, rtype, MappingProxyType(_own_attrs(info, raw)), primary, inline,
+        site = None if rtype.top_level else self.site_defaults.get(rtype.name)
+        return Resource(rtype.name, rtype, MappingProxyType(_own_attrs(info, raw, site)), primary, inline,
                         el.sourceline, f"{rtype.name}:{primary}")
 
     # trees ---------------------------------------------------------------------------------------------

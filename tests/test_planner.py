@@ -607,6 +607,10 @@ def assert_never_on_two_nodes(before: ServiceTable, p: Plan) -> None:
         elif a.kind in (ActionKind.RELOCATE, ActionKind.MIGRATE):
             assert running.get(a.service) == a.source, a
             running[a.service] = a.node
+        elif a.kind is ActionKind.MARK_STARTED:
+            # A failed migration (rc 150): the VM never left its source, which the record names again.
+            assert isinstance(p.event, MigrateFailed) and a.code is RGCode.ERELO, a
+            running[a.service] = a.node
         elif a.kind in (ActionKind.STOP, ActionKind.MARK_STOPPED, ActionKind.MARK_DISABLED, ActionKind.MARK_FAILED):
             running.pop(a.service, None)
     assert running == p.placement

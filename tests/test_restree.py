@@ -352,3 +352,30 @@ def test_inputs_without_rm_and_plain_lxml_trees() -> None:
     conf = ClusterConf.from_string("<cluster name='c' config_version='1'><rm><service name='s'/></rm></cluster>")
     assert [t.id for t in build_trees(conf.tree).trees] == ["service:s"]
     assert [t.id for t in build_trees(conf.root).trees] == ["service:s"]
+
+
+def test_resource_defaults_replace_the_metadata_defaults_but_not_set_values():
+    from cluster_conf import ClusterConf
+    from rgmanager.restree import build_trees
+
+    conf = ClusterConf.from_string(
+        '<cluster name="c" config_version="1"><rm>'
+        '<resource-defaults><ip monitor_link="0" sleeptime="5"/><script bogus="x"/></resource-defaults>'
+        '<service name="s"><ip address="10.0.0.1"/><ip address="10.0.0.2" monitor_link="1"/>'
+        '<script name="a" file="/etc/init.d/a"/></service></rm></cluster>'
+    )
+    tree = build_trees(conf).tree("s")
+    first, second, script = tree.children
+    assert (first.attrs["monitor_link"], first.attrs["sleeptime"]) == ("0", "5")  # the site's defaults
+    assert second.attrs["monitor_link"] == "1"  # a value set on the resource wins
+    assert "bogus" not in script.attrs  # only parameters the type knows
+
+
+def test_without_resource_defaults_the_metadata_default_applies():
+    from cluster_conf import ClusterConf
+    from rgmanager.restree import build_trees
+
+    conf = ClusterConf.from_string(
+        '<cluster name="c" config_version="1"><rm><service name="s"><ip address="10.0.0.1"/></service></rm></cluster>'
+    )
+    assert build_trees(conf).tree("s").children[0].attrs["monitor_link"] == "1"
