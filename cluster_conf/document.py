@@ -280,16 +280,19 @@ def indent_new_element(child: etree._Element) -> None:
     child.tail = "\n" + parent_indent
 
 
-def atomic_write(path: Path, data: bytes, *, keep_old: bool = True) -> None:
+def atomic_write(path: Path, data: bytes, *, keep_old: bool = True, mode: int | None = None) -> None:
     """Write `data` to `path` so that a crash at any point leaves either the old or the new file, whole.
 
-    The previous file is kept as `<path>.old` (hard-linked before the switch, so `path` never disappears).
+    The previous file is kept as `<path>.old` (hard-linked before the switch, so `path` never disappears). The
+    new file gets `mode` when given (set before it appears under its name), else the old file's mode, else
+    NEW_FILE_MODE.
     """
     directory = path.parent if str(path.parent) else Path(".")
-    try:
-        mode = os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        mode = NEW_FILE_MODE
+    if mode is None:
+        try:
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            mode = NEW_FILE_MODE
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -23,6 +23,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster_conf.document import atomic_write
+
 RICCI_DIR = Path("etc/ricci")
 HOST_KEY = RICCI_DIR / "host_ed25519"
 CLIENT_KEY = RICCI_DIR / "id_ed25519"
@@ -138,21 +140,9 @@ def _create_exclusive(path: Path, data: bytes, mode: int) -> bool:
 
 
 def _replace_file(path: Path, data: bytes, mode: int) -> None:
-    """Atomically replace a small trust file (temp, fsync, rename, directory fsync)."""
+    """Atomically replace a small trust file with `mode` (temp, fsync, rename, directory fsync)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    atomic_write(path, data, keep_old=False, mode=mode)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -286,3 +286,24 @@ def test_recover_adopts_the_first_config_but_not_a_later_hand_edit(tmp_path: Pat
     hand_edit(fresh, 2)  # edited while the agent was down: still a local edit when it starts again
     fresh.recover()
     assert [e.version for e in fresh.versions()] == [1] and fresh.local_edit().version == 2  # type: ignore[union-attr]
+
+
+def test_trust_files_get_their_modes_and_authorize_is_idempotent(tmp_path):
+    """authorized_keys 0600 (who may log in is nobody else's business), known_hosts and the public key 0644;
+    written through the one atomic writer, so no temporary file is left beside them."""
+    import stat
+
+    from ricci_agent import keys
+
+    line = keys.ensure_client_key(tmp_path)
+    keys.authorize(tmp_path, line)
+    keys.authorize(tmp_path, line)
+    keys.ensure_host_key(tmp_path)
+    keys.pin_host_key(tmp_path, "127.0.0.11", 11111, keys.host_public_key(tmp_path))
+    ricci = tmp_path / "etc" / "ricci"
+    assert stat.S_IMODE((ricci / "authorized_keys").stat().st_mode) == 0o600
+    assert stat.S_IMODE((ricci / "known_hosts").stat().st_mode) == 0o644
+    assert stat.S_IMODE((ricci / "id_ed25519.pub").stat().st_mode) == 0o644
+    assert (ricci / "authorized_keys").read_text().count(line.split()[1]) == 1
+    assert stat.S_IMODE((tmp_path / keys.HOST_KEY).stat().st_mode) == 0o600
+    assert not [p.name for p in ricci.iterdir() if p.name.startswith(".")]  # no temporary file left
