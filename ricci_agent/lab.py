@@ -222,8 +222,10 @@ def hosts_file(nodes: Sequence[LabNode]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ricci_json(node: LabNode) -> str:
-    return json.dumps({"node_name": node.name, "address": node.address, "port": node.port}, indent=2) + "\n"
+def ricci_json(node: LabNode, settings: Mapping[str, Any] | None = None) -> str:
+    """The agent's ricci.json: its name, address and port, plus any further `settings` (tests use these)."""
+    data = {"node_name": node.name, "address": node.address, "port": node.port, **(settings or {})}
+    return json.dumps(data, indent=2) + "\n"
 
 
 def _write(path: Path, data: str | bytes, mode: int = 0o644) -> None:
@@ -278,10 +280,22 @@ def _proc_stat(pid: int) -> tuple[str, int] | None:
     return (None if state in ("Z", "X") else (state, pgrp))
 
 
+_EXIT_CODES: dict[int, int] = {}  # pid -> exit status of the agents this process started and collected
+
+
 def _reap(pid: int) -> None:
-    """Collect `pid` if it is our own exited child, so it does not linger as a zombie."""
+    """Collect `pid` if it is our own exited child, so it does not linger as a zombie (its status is kept)."""
     with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pid, os.WNOHANG)
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            _EXIT_CODES[pid] = os.waitstatus_to_exitcode(status)
+
+
+def exit_code(pid: int) -> int | None:
+    """The exit status of an agent this process started and that has been collected (by stop, kill, down...):
+    0 for a clean exit, -N when signal N ended it; None when unknown (not our child, or not collected yet)."""
+    _reap(pid)
+    return _EXIT_CODES.get(pid)
 
 
 def group_members(pgid: int) -> list[int]:
@@ -566,8 +580,20 @@ class Lab:
             raise LabError(f"port {port} is not between 1 and 65535")
         return self.create(node_names(nodes, names), check_cluster_name(cluster_name), first_address, port)
 
-    def create(self, names: Sequence[str], cluster_name: str, first_address: str, port: int) -> LabState:
-        """Write every node's root (keys, trust, cluster.conf, etc/hosts, ricci.json) and lab.json."""
+    def create(
+        self,
+        names: Sequence[str],
+        cluster_name: str,
+        first_address: str,
+        port: int,
+        *,
+        config: bytes | None = None,
+        settings: Mapping[str, Any] | None = None,
+    ) -> LabState:
+        """Write every node's root (keys, trust, cluster.conf, etc/hosts, ricci.json) and lab.json.
+
+        `config` replaces the lab's own first cluster.conf (it must be valid: it is installed as every node's
+        accepted version); `settings` are added to every node's ricci.json. Tests use both."""
         if self.directory.exists() and any(p.name != LOCK_FILE for p in self.directory.iterdir()):
             raise LabError(f"{self.directory} exists and is not a lab (no {LAB_FILE}); choose an empty or new --dir")
         lab_nodes = [
@@ -576,14 +602,15 @@ class Lab:
         ]
         from ricci_agent.store import ConfigStore, check_candidate
 
-        config = check_candidate(lab_cluster_conf(cluster_name, names, port), "the lab's cluster.conf")
+        first_config = lab_cluster_conf(cluster_name, names, port) if config is None else config
+        candidate = check_candidate(first_config, "the lab's cluster.conf")
         hosts = hosts_file(lab_nodes)
         try:
             for node in lab_nodes:
                 make_root(node.root)
-                ConfigStore(node.root).install(config, author=AUTHOR)  # version 1 is in the history, as if pushed
+                ConfigStore(node.root).install(candidate, author=AUTHOR)  # in the history, as if pushed
                 _write(node.root / "etc/hosts", hosts)
-                _write(node.root / "etc/ricci/ricci.json", ricci_json(node))
+                _write(node.root / "etc/ricci/ricci.json", ricci_json(node, settings))
             fingerprints = trust_all(lab_nodes, self.client_root)
             state = LabState(cluster_name, [replace(n, fingerprint=fingerprints[n.name]) for n in lab_nodes])
             self.save(state)
