@@ -31,12 +31,14 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# Three benchmark programs: cluster_conf (load/validate/edit/diff), the engine (placement, replan, resource
-# trees) and ricci (configuration push to 3/16/64 agents on loopback; needs about 4 GiB of RAM).
+# Four benchmark programs: cluster_conf (load/validate/edit/diff), the engine (placement, replan, resource
+# trees), ricci (configuration push to 3/16/64 agents on loopback; needs about 4 GiB of RAM) and cman (kill -9
+# of a lab node to "fenced and new view installed", 20 trials).
 bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.engine
 	$(PY) -m bench.ricci
+	$(PY) -m bench.cman
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

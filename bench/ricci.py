@@ -213,7 +213,7 @@ def run_size(nodes: int, runs: int, workdir: Path, log: Any) -> SizeResult:
     lab = Lab(workdir / f"lab{nodes}")
     start = time.perf_counter()
     try:
-        lab.up(nodes=nodes, first_address=free_block(nodes), timeout=60 + 2.0 * nodes)
+        lab.up(nodes=nodes, first_address=free_block(nodes), timeout=60 + 2.0 * nodes, no_daemons=True)
         result.startup_s = time.perf_counter() - start
         log(f"  {nodes} agents up in {result.startup_s:.1f} s")
         version = live_version(lab)

@@ -15,7 +15,10 @@ Layout under the lab folder DIR:
 
 Every node's client key (and the lab's) is authorised on every node, and every host key is pinned in every
 known_hosts, so the agents can propagate among themselves and the lab can call any of them. Each agent runs in
-its own session (process group = its pid); stopping or killing a node signals the whole group. See docs/lab.md.
+its own session (process group = its pid). A node's processes are every process whose environment carries
+`CLUSTER_ROOT=<its root>` (its agent, the daemons the agent starts, services that left the agent's session):
+stopping, killing, pausing or fencing a node signals exactly those. `partition` drops packets between the nodes'
+addresses with nftables (root only). See docs/lab.md.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import ipaddress
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -54,11 +58,19 @@ AUTHOR = "localcluster up"  # who wrote version 1, in each node's configuration 
 
 FENCE_DEVICE = "labfence"
 FENCE_AGENT = "fence_lab"
+FENCE_LAB_ATTRIBUTE = "lab"  # the labfence device names the lab's folder: how fence_lab finds the lab
 FAILOVER_DOMAIN = "labdomain"
+TOKEN_MS = 1000  # <totem token>: the lab detects a failed node within a second (cman's default is 10000)
+POST_JOIN_DELAY = 3  # <fence_daemon post_join_delay>: what luci wrote for new clusters (fenced's default is 6)
+AUTHKEY = "etc/cluster/authkey"  # the cluster key every node shares (0600, 64 random bytes)
+AUTHKEY_BYTES = 64
 
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 KILL_GRACE = 3.0  # seconds to wait for a SIGKILLed group to vanish
+PAUSE_GRACE = 2.0  # seconds to wait until every process of a paused node is stopped (state T)
 HELLO_POLL = 0.1
+NODE_START_TIMEOUT = 60.0  # node.start runs `cman_tool join -w` on the node: bounded by the agent, and by this
+TABLE_PREFIX = "rhcs_lab_"  # nftables: table inet rhcs_lab_<hash of the lab folder> holds a lab's partition
 
 _NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,62}")
 _CLUSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,15}")
@@ -81,6 +93,7 @@ class LabNode:
     root: Path
     pid: int | None = None
     fingerprint: str = ""
+    paused: bool = False  # SIGSTOPped by `pause` (a hung node) until `resume`
 
     @property
     def endpoint(self) -> tuple[str, int]:
@@ -121,6 +134,7 @@ class LabNode:
             root=Path(data["root"]),
             pid=int(data["pid"]) if data.get("pid") is not None else None,
             fingerprint=str(data.get("fingerprint", "")),
+            paused=bool(data.get("paused", False)),
         )
 
 
@@ -134,12 +148,17 @@ class NodeStatus:
     config_version: int | None = None
     config_hash: str | None = None
     problem: str = ""
+    paused: bool = False
+    cman: dict[str, Any] | None = None  # the node's cman status (cman.control "status"), None when none answers
+    cman_problem: str = ""  # why no cman status: "not running", a timeout, ...
 
 
 @dataclass(slots=True)
 class LabState:
     cluster_name: str
     nodes: list[LabNode] = field(default_factory=list)
+    partition: list[list[str]] | None = None  # the groups of the current partition (None: healed)
+    daemons: bool = True  # do nodes start their cluster daemons when they boot (`up --no-daemons`: no)
 
     def to_json(self, directory: Path) -> dict[str, Any]:
         return {
@@ -148,6 +167,8 @@ class LabState:
             "directory": str(directory),
             "client_root": str(directory / CLIENT_DIR),
             "nodes": [n.to_json() for n in self.nodes],
+            "partition": self.partition,
+            "daemons": self.daemons,
         }
 
 
@@ -192,15 +213,22 @@ def node_address(index: int, first: str = FIRST_ADDRESS) -> str:
 
 
 # -- the files of a node's root -----------------------------------------------------------------------------
-def lab_cluster_conf(cluster_name: str, names: Sequence[str], port: int = AGENT_PORT) -> bytes:
+def lab_cluster_conf(
+    cluster_name: str, names: Sequence[str], port: int = AGENT_PORT, lab_dir: Path | None = None
+) -> bytes:
     """The lab's first cluster.conf (version 1): every node with 1 vote and its nodeid, fenced by the lab's
     fence device, and an ordered failover domain holding all nodes in order (two nodes get cman two_node).
-    Agents on another port than 11111 are named on each clusternode (`ricci_port`), which is how peers find them."""
+    Agents on another port than 11111 are named on each clusternode (`ricci_port`), which is how peers find them.
+    The lab's timings: `<totem token="1000"/>` and `<fence_daemon post_join_delay="3"/>`; the fence device names
+    the lab's folder (`lab="<lab_dir>"`) when it is given, for fence_lab."""
     from cluster_conf import edit, validate
     from ricci_agent.server import PORT_ATTRIBUTE
 
     conf = edit.new_cluster(cluster_name, two_node=len(names) == 2)  # two nodes: cman two_node, as luci did
-    edit.add_fence_device(conf, FENCE_DEVICE, FENCE_AGENT)
+    edit.set_section_attrs(conf, "totem", {"token": str(TOKEN_MS)})
+    edit.set_section_attrs(conf, "fence_daemon", {"post_join_delay": str(POST_JOIN_DELAY)})
+    device_attrs = {FENCE_LAB_ATTRIBUTE: str(lab_dir)} if lab_dir is not None else {}
+    edit.add_fence_device(conf, FENCE_DEVICE, FENCE_AGENT, device_attrs)
     extra = {PORT_ATTRIBUTE: str(port)} if port != AGENT_PORT else {}
     for nodeid, name in enumerate(names, start=1):
         edit.add_node(conf, name, nodeid=nodeid, votes=1, fence_device=FENCE_DEVICE, device_params={"port": name},
@@ -268,6 +296,26 @@ def trust_all(nodes: Sequence[LabNode], client_root: Path) -> dict[str, str]:
     return fingerprints
 
 
+def ensure_authkey(nodes: Sequence[LabNode]) -> None:
+    """Every node holds the same cluster key at etc/cluster/authkey (0600): the first node's when it has one
+    (a lab made before the key existed gets one on its next `up`), else a new one."""
+    existing = [n.root / AUTHKEY for n in nodes if (n.root / AUTHKEY).is_file()]
+    key = existing[0].read_bytes() if existing else None
+    if key is not None and len(existing) == len(nodes):
+        return
+    try:
+        from cman import wire
+    except ImportError:
+        wire = None  # type: ignore[assignment]
+    if key is None:
+        key = wire.new_key() if wire is not None and hasattr(wire, "new_key") else secrets.token_bytes(AUTHKEY_BYTES)
+    for node in nodes:
+        if wire is not None and hasattr(wire, "write_key"):
+            wire.write_key(node.root, key)
+        else:
+            _write(node.root / AUTHKEY, key, mode=0o600)
+
+
 # -- processes ------------------------------------------------------------------------------------------------
 def _proc_stat(pid: int) -> tuple[str, int] | None:
     """(state, process group) of a live process, or None when it is gone (zombies count as gone)."""
@@ -310,23 +358,112 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def node_processes(node: LabNode) -> list[int]:
-    """The live processes of the node's process group that belong to this node (CLUSTER_ROOT is its root).
+def _parent(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(text[text.rfind(")") + 2 :].split()[1])
 
-    The environment check keeps a stale lab.json (after a reboot, say) from signalling some other program that
-    happens to have the recorded pid as its process group."""
-    if node.pid is None:
-        return []
+
+def _self_and_ancestors() -> set[int]:
+    """This process and its ancestors: never signalled by the lab, even when they carry a node's CLUSTER_ROOT
+    (fence_lab runs as a child of the fencing node's daemon; `localcluster exec node1 -- ...` runs as node1)."""
+    spared: set[int] = set()
+    pid: int | None = os.getpid()
+    while pid and pid not in spared and len(spared) < 1000:
+        spared.add(pid)
+        pid = _parent(pid)
+    return spared
+
+
+def _carries(pid: int, marker: bytes) -> bool:
+    try:
+        return marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def node_processes(node: LabNode) -> list[int]:
+    """Every live process of the node: those whose environment carries `CLUSTER_ROOT=<its root>`, in any process
+    group (its agent's group, and the daemons and services that left it with setsid).
+
+    Only the marker counts, never a recorded pid or group: a stale lab.json (after a reboot, say) cannot make the
+    lab signal some other program. This process and its ancestors are never listed."""
+    if node.pid is not None:
+        _reap(node.pid)
     marker = f"CLUSTER_ROOT={node.root}".encode()
+    spared = _self_and_ancestors()
     ours = []
-    for pid in group_members(node.pid):
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if marker in environ:
-            ours.append(pid)
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            pid = int(entry.name)
+            if pid not in spared and _proc_stat(pid) is not None and _carries(pid, marker):
+                ours.append(pid)
     return ours
+
+
+def _signal(pids: Sequence[int], sig: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+
+
+def kill_nodes(nodes: Sequence[LabNode], timeout: float = KILL_GRACE) -> list[LabNode]:
+    """SIGKILL every process of the nodes until none is left (each round rescans, so a process forked meanwhile
+    is caught too); bounded by `timeout`. Return the nodes that still have processes."""
+    deadline = time.monotonic() + timeout
+    pending = list(nodes)
+    while pending:
+        for node in pending:
+            _signal(node_processes(node), signal.SIGKILL)
+        time.sleep(0.01)
+        pending = [n for n in pending if node_processes(n)]
+        if time.monotonic() >= deadline:
+            break
+    return pending
+
+
+def stop_nodes(nodes: Sequence[LabNode], grace: float = STOP_GRACE) -> list[LabNode]:
+    """Stop the nodes: SIGTERM to every process of each (newcomers too, while waiting), SIGKILL to those left
+    after `grace` seconds. A paused node is SIGKILLed at once: resumed, its daemons could act on a view they
+    hold from before the pause. Return the nodes that still have processes."""
+    survivors = kill_nodes([n for n in nodes if n.paused])
+    live = [n for n in nodes if not n.paused]
+    signalled: set[int] = set()
+    deadline = time.monotonic() + grace
+    while live:
+        for node in live:
+            fresh = [pid for pid in node_processes(node) if pid not in signalled]
+            _signal(fresh, signal.SIGTERM)
+            signalled.update(fresh)
+        live = [n for n in live if node_processes(n)]
+        if not live or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    return survivors + kill_nodes(live)
+
+
+def _stopped(pid: int) -> bool:
+    stat = _proc_stat(pid)
+    return stat is None or stat[0] in ("T", "t")
+
+
+def pause_processes(node: LabNode, timeout: float = PAUSE_GRACE) -> list[int]:
+    """SIGSTOP every process of the node until all of them are stopped (rescanning: one forked meanwhile is
+    stopped too); bounded. Return the pids stopped."""
+    deadline = time.monotonic() + timeout
+    stopped: set[int] = set()
+    while True:
+        pids = node_processes(node)
+        _signal([p for p in pids if not _stopped(p)], signal.SIGSTOP)
+        stopped.update(pids)
+        time.sleep(0.01)
+        running = [p for p in node_processes(node) if not _stopped(p)]
+        if not running:
+            return sorted(p for p in stopped if _proc_stat(p) is not None)
+        if time.monotonic() >= deadline:
+            raise LabError(f"{node.name}: processes {', '.join(map(str, running))} did not stop within {timeout:g} s")
 
 
 def is_agent(pid: int | None, node: LabNode) -> bool:
@@ -341,33 +478,6 @@ def is_agent(pid: int | None, node: LabNode) -> bool:
     except OSError:
         return False
     return b"serve" in argv and node.address.encode() in argv and str(node.port).encode() in argv
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def wait_gone(pgids: Sequence[int], timeout: float) -> list[int]:
-    """Wait (bounded) until no live process is left in any of `pgids`; return the groups still alive."""
-    deadline = time.monotonic() + timeout
-    alive = list(pgids)
-    while alive:
-        alive = [g for g in alive if group_members(g)]
-        if not alive or time.monotonic() >= deadline:
-            break
-        time.sleep(0.05)
-    return alive
-
-
-def stop_groups(pgids: Sequence[int], grace: float = STOP_GRACE) -> list[int]:
-    """SIGTERM every group, SIGKILL those still there after `grace` seconds; return the groups that survived."""
-    for pgid in pgids:
-        _signal_group(pgid, signal.SIGTERM)
-    alive = wait_gone(pgids, grace)
-    for pgid in alive:
-        _signal_group(pgid, signal.SIGKILL)
-    return wait_gone(alive, KILL_GRACE)
 
 
 def agent_command(node: LabNode) -> list[str]:
@@ -430,6 +540,11 @@ def free_block(nodes: int, port: int = AGENT_PORT, attempts: int = 50) -> str:
     raise LabError(f"found no block of {nodes} loopback addresses with port {port} free in {attempts} tries")
 
 
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0] if lines else "(no message)"
+
+
 def last_lines(path: Path, count: int = 3) -> str:
     """The last lines of a log, joined on one line, for an error message."""
     try:
@@ -437,6 +552,104 @@ def last_lines(path: Path, count: int = 3) -> str:
     except OSError:
         return ""
     return " | ".join(line.strip() for line in lines[-count:])
+
+
+# -- partitions (nftables) -------------------------------------------------------------------------------------
+def parse_groups(words: Sequence[str]) -> list[list[str]]:
+    """`node1 / node2,node3` (as argv words, in any spacing) -> [["node1"], ["node2", "node3"]]: groups are
+    separated by `/`, names inside a group by commas or spaces."""
+    groups = []
+    for part in " ".join(words).split("/"):
+        names = [n for n in re.split(r"[\s,]+", part) if n]
+        if not names:
+            raise LabError("empty group in the partition: write groups of node names separated by '/' "
+                           "(partition node1 / node2,node3)")
+        groups.append(names)
+    return groups
+
+
+def partition_groups(names: Sequence[str], groups: Sequence[Sequence[str]]) -> list[list[str]]:
+    """The partition's groups, checked against the lab's node `names`; the nodes named in no group form one more
+    group together (so `partition node1` cuts node1 off from all the others)."""
+    seen: set[str] = set()
+    for group in groups:
+        for name in group:
+            if name not in names:
+                raise LabError(f"no node {name} in the lab (nodes: {', '.join(names)})")
+            if name in seen:
+                raise LabError(f"node {name} is in two groups of the partition")
+            seen.add(name)
+    result = [list(g) for g in groups]
+    rest = [n for n in names if n not in seen]
+    if rest:
+        result.append(rest)
+    if len(result) < 2:
+        raise LabError("a partition needs at least two groups (partition node1 / node2,node3)")
+    return result
+
+
+def table_name(directory: Path) -> str:
+    """The lab's nftables table: one per lab folder, so labs side by side never touch each other's rules."""
+    import hashlib
+
+    return TABLE_PREFIX + hashlib.sha256(str(directory).encode()).hexdigest()[:12]
+
+
+def partition_ruleset(table: str, groups: Sequence[Sequence[LabNode]]) -> str:
+    """An nft script that (re)creates `table inet <table>` dropping, on the input hook, every IPv4 packet from a
+    node's address to the address of a node in another group (both ways). Loopback packets pass the input hook,
+    so the sender sees no error: the packets are simply lost, as on a real network."""
+    rules = []
+    for i, group in enumerate(groups):
+        for j, other in enumerate(groups):
+            if i != j:
+                rules += [f"    ip saddr {a.address} ip daddr {b.address} drop" for a in group for b in other]
+    return "\n".join([
+        f"table inet {table}",  # the add-then-delete idiom: replaces a table that may exist, in one transaction
+        f"delete table inet {table}",
+        f"table inet {table} {{",
+        "  chain input {",
+        "    type filter hook input priority filter; policy accept;",
+        *rules,
+        "  }",
+        "}",
+        "",
+    ])
+
+
+def nft_command() -> str:
+    """The nft program, or LabError (one line) when partitions cannot be made here: not root, or no nft."""
+    prefix = "partition needs root and nftables (nft)"
+    if os.geteuid() != 0:
+        raise LabError(f"{prefix}: not running as root")
+    program = shutil.which("nft") or next((p for p in ("/usr/sbin/nft", "/sbin/nft") if os.access(p, os.X_OK)), None)
+    if program is None:
+        raise LabError(f"{prefix}: nft is not installed (apt-get install nftables)")
+    return program
+
+
+def run_nft(args: Sequence[str], script: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run nft with an argv list (never a shell); `script` goes to `nft -f -` on stdin."""
+    argv = [nft_command(), *args] + (["-f", "-"] if script is not None else [])
+    try:
+        return subprocess.run(argv, input=script, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LabError(f"cannot run nft: {exc}") from None
+
+
+def cman_status(node: LabNode, timeout: float = 1.0) -> tuple[dict[str, Any] | None, str]:
+    """(the status of the node's cman, "") or (None, why not): "not running" when no daemon answers."""
+    try:
+        from cman import control
+    except ImportError:
+        return None, "not running (the cman package is not installed)"
+    try:
+        result = control.request(node.root, "status", timeout=timeout)
+    except control.ControlError as exc:
+        return None, "not running" if exc.code == "not_running" else f"{exc.code}: {exc.message}"
+    if not isinstance(result, dict):
+        return None, "bad_reply: the status is not an object"
+    return result, ""
 
 
 # -- the lab ----------------------------------------------------------------------------------------------------
@@ -467,7 +680,13 @@ class Lab:
         except (OSError, ValueError) as exc:
             raise LabError(f"cannot read {self.state_path}: {exc}") from None
         try:
-            return LabState(str(data["cluster_name"]), [LabNode.from_json(n) for n in data["nodes"]])
+            partition = data.get("partition")
+            return LabState(
+                str(data["cluster_name"]),
+                [LabNode.from_json(n) for n in data["nodes"]],
+                [[str(name) for name in group] for group in partition] if partition else None,
+                bool(data.get("daemons", True)),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise LabError(f"{self.state_path} is not a lab description (bad or missing {exc})") from None
 
@@ -530,11 +749,15 @@ class Lab:
         first_address: str = FIRST_ADDRESS,
         port: int = AGENT_PORT,
         timeout: float | None = None,
+        no_daemons: bool = False,
     ) -> list[LabNode]:
-        """Create the lab (or start the agents of an existing one again) and wait until every agent answers
-        `hello`. On any failure the agents started here are stopped again before the error is raised."""
+        """Create the lab (or start the agents of an existing one again), wait until every agent answers `hello`,
+        then start every node's cluster daemons (`node.start`: `cman_tool join`) unless `no_daemons`. On any
+        failure the processes started here are stopped again before the error is raised."""
         with self.locked():
             state = self._existing_or_new(nodes, names, cluster_name, first_address, port)
+            ensure_authkey(state.nodes)
+            state.daemons = not no_daemons
             running = [n.name for n in state.nodes if is_agent(n.pid, n)]
             if running:
                 raise LabError(
@@ -542,18 +765,18 @@ class Lab:
                     "run 'localcluster down' first"
                 )
             self._check_addresses_free(state.nodes)
-            started: list[int] = []
             try:
                 for i, node in enumerate(state.nodes):
                     pid = spawn_agent(node)
-                    started.append(pid)
                     state.nodes[i] = replace(node, pid=pid)
                     self.save(state)
                 self._wait_hello(state.nodes, timeout)
+                if not no_daemons:
+                    self._start_daemons(state.nodes)
             except BaseException:
-                stop_groups(started)
+                stop_nodes(state.nodes)
                 for i, node in enumerate(state.nodes):
-                    state.nodes[i] = replace(node, pid=None)
+                    state.nodes[i] = replace(node, pid=None, paused=False)
                 self.save(state)
                 raise
             return list(state.nodes)
@@ -602,7 +825,7 @@ class Lab:
         ]
         from ricci_agent.store import ConfigStore, check_candidate
 
-        first_config = lab_cluster_conf(cluster_name, names, port) if config is None else config
+        first_config = lab_cluster_conf(cluster_name, names, port, self.directory) if config is None else config
         candidate = check_candidate(first_config, "the lab's cluster.conf")
         hosts = hosts_file(lab_nodes)
         try:
@@ -612,6 +835,7 @@ class Lab:
                 _write(node.root / "etc/hosts", hosts)
                 _write(node.root / "etc/ricci/ricci.json", ricci_json(node, settings))
             fingerprints = trust_all(lab_nodes, self.client_root)
+            ensure_authkey(lab_nodes)
             state = LabState(cluster_name, [replace(n, fingerprint=fingerprints[n.name]) for n in lab_nodes])
             self.save(state)
         except BaseException:  # leave no half-made lab behind: a retry would find a folder that is not a lab
@@ -654,73 +878,162 @@ class Lab:
                     raise LabError(f"no hello from {names} within {limit:.0f} s (see their {AGENT_OUTPUT})")
                 time.sleep(HELLO_POLL)
 
-    # -- down, kill, start -----------------------------------------------------------------------------
+    def _start_daemons(self, nodes: Sequence[LabNode]) -> None:
+        """`node.start` on every node at once (the agent runs `cman_tool join -w`); the first failure is a
+        one-line LabError naming its node."""
+        by_key = {n.key: n for n in nodes}
+        with self.client(connect_timeout=3.0, request_timeout=NODE_START_TIMEOUT) as client:
+            results = client.fan_out([n.endpoint for n in nodes], "node.start", timeout=NODE_START_TIMEOUT)
+        for key, result in results.items():
+            if not result.ok:
+                message = " ".join(str(result.message).split())
+                raise LabError(f"{by_key[key].name} could not start its cluster daemons (node.start): "
+                               f"{result.code}: {message}")
+
+    # -- down, kill, stop, start, pause, resume ----------------------------------------------------------
     def down(self, grace: float = STOP_GRACE) -> list[str]:
-        """Stop every agent (SIGTERM, then SIGKILL after `grace` s); return the names that were running."""
+        """Stop every node (SIGTERM to all its processes, then SIGKILL after `grace` s; a paused node SIGKILL at
+        once) and heal any partition; return the names of the nodes that had processes."""
         with self.locked():
             state = self.load()
             running = [n for n in state.nodes if node_processes(n)]
-            survivors = stop_groups([n.pid for n in running if n.pid is not None], grace)
-            state.nodes = [replace(n, pid=None) if n.pid not in survivors else n for n in state.nodes]
+            survivors = {n.name for n in stop_nodes(running, grace)}
+            state.nodes = [n if n.name in survivors else replace(n, pid=None, paused=False) for n in state.nodes]
             self.save(state)
+            self._heal(state, quiet=True)
             if survivors:
-                raise LabError(f"process groups {', '.join(map(str, survivors))} survived SIGKILL")
+                raise LabError(f"processes of {', '.join(sorted(survivors))} survived SIGKILL")
             return [n.name for n in running]
 
-    def kill(self, name: str) -> int:
-        """SIGKILL the node's processes (its agent's whole process group); return the pid that was killed."""
+    def kill(self, name: str) -> int | None:
+        """SIGKILL every process of the node (a crash, or a power-off: fence_lab uses this); return the agent's
+        pid as recorded (None when the agent was gone and only other processes of the node were left)."""
         with self.locked():
             state = self.load()
             node = self._find(state, name)
-            if node.pid is None or not node_processes(node):
+            if not node_processes(node):
                 raise LabError(f"{name} is not running")
-            _signal_group(node.pid, signal.SIGKILL)
-            if wait_gone([node.pid], KILL_GRACE):
-                raise LabError(f"{name}'s processes (group {node.pid}) survived SIGKILL")
-            self._set_pid(state, name, None)
+            if kill_nodes([node]):
+                raise LabError(f"{name}'s processes survived SIGKILL: {', '.join(map(str, node_processes(node)))}")
+            self._set_node(state, name, pid=None, paused=False)
             return node.pid
 
-    def stop(self, name: str, grace: float = STOP_GRACE) -> int:
-        """Stop one node's agent cleanly (SIGTERM, then SIGKILL after `grace` s)."""
+    def stop(self, name: str, grace: float = STOP_GRACE) -> int | None:
+        """Stop one node cleanly (SIGTERM to its processes, then SIGKILL after `grace` s)."""
         with self.locked():
             state = self.load()
             node = self._find(state, name)
-            if node.pid is None or not node_processes(node):
+            if not node_processes(node):
                 raise LabError(f"{name} is not running")
-            if stop_groups([node.pid], grace):
-                raise LabError(f"{name}'s processes (group {node.pid}) survived SIGKILL")
-            self._set_pid(state, name, None)
+            if stop_nodes([node], grace):
+                raise LabError(f"{name}'s processes survived SIGKILL: {', '.join(map(str, node_processes(node)))}")
+            self._set_node(state, name, pid=None, paused=False)
             return node.pid
 
-    def start(self, name: str, timeout: float = 20.0) -> LabNode:
-        """Start one node's agent again and wait until it answers hello."""
+    def start(self, name: str, timeout: float = 20.0, *, no_daemons: bool | None = None) -> LabNode:
+        """Start one node's agent again, wait until it answers hello, then start its cluster daemons
+        (`node.start`) unless `no_daemons` (default: as the lab was brought `up`, with or without daemons).
+        On failure whatever was started is stopped again."""
         with self.locked():
             state = self.load()
+            if no_daemons is None:
+                no_daemons = not state.daemons
             node = self._find(state, name)
             if is_agent(node.pid, node):
                 raise LabError(f"{name} is already running (pid {node.pid})")
             self._check_addresses_free([node])
-            node = replace(node, pid=spawn_agent(node))
-            self._set_pid(state, name, node.pid)
+            node = replace(node, pid=spawn_agent(node), paused=False)
+            self._set_node(state, name, pid=node.pid, paused=False)
             try:
                 self._wait_hello([node], timeout)
+                if not no_daemons:
+                    self._start_daemons([node])
             except BaseException:
-                stop_groups([node.pid] if node.pid else [])
-                self._set_pid(state, name, None)
+                stop_nodes([node])
+                self._set_node(state, name, pid=None)
                 raise
             return node
 
-    def _set_pid(self, state: LabState, name: str, pid: int | None) -> None:
-        state.nodes = [replace(n, pid=pid) if n.name == name else n for n in state.nodes]
+    def pause(self, name: str) -> list[int]:
+        """SIGSTOP every process of the node (a hung node: it neither answers nor acts); return their pids."""
+        with self.locked():
+            state = self.load()
+            node = self._find(state, name)
+            if node.paused:
+                raise LabError(f"{name} is already paused (resume it with 'localcluster resume {name}')")
+            if not node_processes(node):
+                raise LabError(f"{name} is not running")
+            self._set_node(state, name, paused=True)  # first: a failure below still leaves it marked for resume
+            return pause_processes(node)
+
+    def resume(self, name: str) -> list[int]:
+        """SIGCONT every process of a paused node; return their pids."""
+        with self.locked():
+            state = self.load()
+            node = self._find(state, name)
+            if not node.paused:
+                raise LabError(f"{name} is not paused")
+            pids = node_processes(node)
+            _signal(pids, signal.SIGCONT)
+            self._set_node(state, name, paused=False)
+            return pids
+
+    def _set_node(self, state: LabState, name: str, **changes: Any) -> None:
+        state.nodes = [replace(n, **changes) if n.name == name else n for n in state.nodes]
         self.save(state)
+
+    # -- partition and heal --------------------------------------------------------------------------------
+    def partition(self, groups: Sequence[Sequence[str]]) -> list[list[str]]:
+        """Drop every packet between the addresses of nodes in different groups (nftables, input hook, both
+        ways), replacing any earlier partition; nodes named in no group form one more group. Return the groups.
+        Needs root and nft (LabError otherwise)."""
+        with self.locked():
+            state = self.load()
+            full = partition_groups([n.name for n in state.nodes], groups)
+            by_name = {n.name: n for n in state.nodes}
+            script = partition_ruleset(table_name(self.directory), [[by_name[n] for n in g] for g in full])
+            result = run_nft([], script)
+            if result.returncode != 0:
+                raise LabError(f"nft refused the partition: {_first_line(result.stderr)}")
+            state.partition = full
+            self.save(state)
+            return full
+
+    def heal(self) -> bool:
+        """Remove the lab's partition (its nftables table); return whether there was one."""
+        with self.locked():
+            return self._heal(self.load(), quiet=False)
+
+    def _heal(self, state: LabState, *, quiet: bool) -> bool:
+        """Delete the lab's table. `quiet` (down): when no partition is recorded and nft cannot be run here,
+        there is nothing to do."""
+        try:
+            nft_command()
+        except LabError:
+            if quiet and state.partition is None:
+                return False
+            raise
+        table = table_name(self.directory)
+        existed = run_nft(["list", "table", "inet", table]).returncode == 0
+        if existed:
+            result = run_nft(["delete", "table", "inet", table])
+            if result.returncode != 0:
+                raise LabError(f"nft could not remove the partition (table inet {table}): "
+                               f"{_first_line(result.stderr)}")
+        had = existed or state.partition is not None
+        if state.partition is not None:
+            state.partition = None
+            self.save(state)
+        return had
 
     # -- status and exec ---------------------------------------------------------------------------------
     def status(self, timeout: float = 3.0) -> list[NodeStatus]:
-        """Each node: process there or not, answering hello or not, and the config version and hash it holds
-        (different versions or hashes among running nodes are drift)."""
+        """Each node: process there or not, paused or not, answering hello or not, the config version and hash it
+        holds (different versions or hashes among running nodes are drift), and its cman's status when one
+        answers on the node's control socket."""
         state = self.load()
         running = {n.name: is_agent(n.pid, n) for n in state.nodes}
-        live = [n for n in state.nodes if running[n.name]]
+        live = [n for n in state.nodes if running[n.name] and not n.paused]
         results: dict[str, Any] = {}
         if live:
             with self.client(connect_timeout=timeout, request_timeout=timeout) as client:
@@ -728,16 +1041,24 @@ class Lab:
         statuses = []
         for node in state.nodes:
             result = results.get(node.key)
-            if result is not None and result.ok:
+            if node.paused:
+                status = NodeStatus(node, running[node.name], False, problem="paused", paused=True)
+            elif result is not None and result.ok:
                 hello = result.result
-                statuses.append(
-                    NodeStatus(node, True, True, hello.get("config_version"), hello.get("config_hash"))
-                )
+                status = NodeStatus(node, True, True, hello.get("config_version"), hello.get("config_hash"))
             elif result is not None:
-                statuses.append(NodeStatus(node, True, False, problem=f"{result.code}: {result.message}"))
+                status = NodeStatus(node, True, False, problem=f"{result.code}: {result.message}")
             else:
-                statuses.append(NodeStatus(node, False, False, problem="not running"))
+                status = NodeStatus(node, False, False, problem="not running")
+            if not node.paused:
+                cman, problem = cman_status(node)
+                status = replace(status, cman=cman, cman_problem=problem)
+            statuses.append(status)
         return statuses
+
+    def partition_state(self) -> list[list[str]] | None:
+        """The groups of the current partition as lab.json records it (None: no partition)."""
+        return self.load().partition
 
     def exec(self, name: str, argv: Sequence[str], *, timeout: float | None = None) -> int:
         """Run `argv` with the node's CLUSTER_ROOT (and this Python's bin on PATH); return its exit status

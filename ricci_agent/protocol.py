@@ -30,6 +30,7 @@ UNKNOWN_FUNCTION = "unknown_function"
 BAD_ARGUMENTS = "bad_arguments"
 INTERNAL = "internal_error"
 NOT_AVAILABLE = "not_available"
+DAEMON_FAILED = "daemon_failed"
 # Error codes the client library produces for a node it could not get an answer from.
 UNREACHABLE = "unreachable"
 TIMEOUT = "timeout"

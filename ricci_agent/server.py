@@ -42,6 +42,7 @@ from typing import Any
 import paramiko
 
 from cluster_conf.model import view
+from cman.identity import read_hosts
 from ricci_agent import keys
 from ricci_agent.client import (
     LONG_REQUEST_TIMEOUT,
@@ -54,13 +55,13 @@ from ricci_agent.client import (
 from ricci_agent.protocol import (
     AUTH_FAILED,
     BAD_ARGUMENTS,
+    DAEMON_FAILED,
     DEFAULT_PORT,
     HOST_KEY_CHANGED,
     HOST_KEY_UNKNOWN,
     INTERNAL,
     MALFORMED,
     NO_ANSWER,
-    NOT_AVAILABLE,
     PROTOCOL_VERSION,
     SUBSYSTEM,
     TOO_LARGE,
@@ -94,7 +95,6 @@ from ricci_agent.store import (
 )
 
 LOG_PATH = Path("var/log/cluster/ricci.log")
-HOSTS_FILE = Path("etc/hosts")
 PORT_ATTRIBUTE = "ricci_port"  # on <clusternode>: the peer's agent port when it is not 11111
 AGENT_VERSION = "rhcs-py ricci 0.1.0"
 
@@ -120,9 +120,13 @@ PUSH_BUDGET = STAGING_ROUND + PEER_COMMIT_TIMEOUT + 1.0  # 22 s
 assert PUSH_BUDGET < LONG_REQUEST_TIMEOUT
 NO_ANSWER_OUTCOME = NO_ANSWER | {HOST_KEY_UNKNOWN, HOST_KEY_CHANGED, AUTH_FAILED}
 
-# Cluster daemons node.start / node.stop manage: none yet (rgmanager's arrive in later steps). Each entry will
-# name a daemon, its systemd unit and the command that runs it when systemd does not.
-DAEMONS: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+# Cluster daemons node.start / node.stop manage, in start order (stopped in reverse): name, start command, stop
+# command. The commands run with this agent's environment (CLUSTER_ROOT), so the daemons they start stay in the
+# agent's process group (the lab stops, kills and pauses a node by that group). rgmanager joins in step 5.
+DAEMONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("cman", ("cman_tool", "join", "-w", "-t", "30"), ("cman_tool", "leave", "-w", "-t", "20")),
+)
+DAEMON_TIMEOUT = 40.0
 
 log = logging.getLogger("ricci")
 
@@ -147,20 +151,6 @@ class Caller:
     address: str
     comment: str = ""
     key: tuple[str, str] = ("", "")
-
-
-def read_hosts(root: Path) -> dict[str, str]:
-    """`etc/hosts` (hosts(5)): name and aliases → address; the first line naming a host wins."""
-    mapping: dict[str, str] = {}
-    try:
-        text = (root / HOSTS_FILE).read_text(errors="replace")
-    except FileNotFoundError:
-        return mapping
-    for line in text.splitlines():
-        fields = line.split("#", 1)[0].split()
-        for name in fields[1:]:
-            mapping.setdefault(name, fields[0])
-    return mapping
 
 
 # -- the agent: functions over the store --------------------------------------------------------------------
@@ -189,6 +179,7 @@ class Agent:
             "cluster.versions": self.versions,
             "cluster.get_version": self.get_version,
             "cluster.status": self.status,
+            "cman.status": self.cman_status,
             "node.start": self.node_start,
             "node.stop": self.node_stop,
             "log.get": self.log_get,
@@ -423,15 +414,63 @@ class Agent:
         }
 
     def node_start(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return self._daemons("start")
+        """Start this node's cluster daemons (cman first), as `service cman start` did; one already running is
+        left alone."""
+        log.info("node.start requested via %s", caller.author)
+        return self._daemons("start", [(name, start) for name, start, _ in DAEMONS])
 
     def node_stop(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        return self._daemons("stop")
+        log.info("node.stop requested via %s", caller.author)
+        return self._daemons("stop", [(name, stop) for name, _, stop in reversed(DAEMONS)])
 
-    def _daemons(self, action: str) -> dict[str, Any]:
-        if not DAEMONS:
-            return {"action": action, "daemons": {}, "message": "no cluster daemons are installed on this node yet"}
-        raise RicciError(NOT_AVAILABLE, f"node.{action} is not implemented for the registered daemons yet")
+    def _daemons(self, action: str, commands: list[tuple[str, tuple[str, ...]]]) -> dict[str, Any]:
+        from cman import control
+
+        results: dict[str, Any] = {}
+        for name, argv in commands:
+            running = self._cman_answers(control)
+            if (action == "start" and running) or (action == "stop" and not running):
+                results[name] = {"ok": True, "message": f"{name} is already {'running' if running else 'stopped'}"}
+                continue
+            results[name] = self._run_daemon_command(argv)
+            if not results[name]["ok"]:
+                raise RicciError(DAEMON_FAILED, f"{action} of {name} failed: {results[name]['message']}")
+        return {"action": action, "daemons": results}
+
+    def _cman_answers(self, control) -> bool:
+        try:
+            control.request(self.root, "status", timeout=1.0)
+        except control.ControlError:
+            return False
+        return True
+
+    def _run_daemon_command(self, argv: tuple[str, ...]) -> dict[str, Any]:
+        import shutil
+        import subprocess
+        import sys
+
+        bindir = str(Path(sys.executable).parent)
+        env = dict(os.environ, CLUSTER_ROOT=str(self.root))
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+        program = shutil.which(argv[0], path=env["PATH"])
+        if program is None:
+            return {"ok": False, "message": f"{argv[0]} not found"}
+        try:
+            done = subprocess.run([program, *argv[1:]], env=env, cwd=self.root, stdin=subprocess.DEVNULL,
+                                  capture_output=True, timeout=DAEMON_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "message": f"{' '.join(argv)} did not finish within {DAEMON_TIMEOUT:.0f} s"}
+        text = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
+        return {"ok": done.returncode == 0, "exit": done.returncode, "message": text[-1] if text else ""}
+
+    def cman_status(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """The cluster manager's status on this node (cman_tool status --json), or `running: false`."""
+        from cman import control
+
+        try:
+            return {"running": True, **control.request(self.root, "status", timeout=2.0)}
+        except control.ControlError as exc:
+            return {"running": False, "message": exc.message}
 
     def log_get(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         age = int_arg(args, "age", 3600)

@@ -96,7 +96,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory):
 
     lab = Lab(tmp_path_factory.mktemp("lab") / "lab")
     try:
-        lab.up(nodes=3, first_address=free_block(3))
+        lab.up(nodes=3, first_address=free_block(3), no_daemons=True)  # agents only; cman tests make their own
         yield lab
     finally:
         pids = [n.pid for n in lab.nodes if n.pid] if lab.exists() else []

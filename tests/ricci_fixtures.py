@@ -46,7 +46,7 @@ def running_lab(base: Path, names: list[str], version: int = 1, **settings: obje
     """make_lab with conf_xml(names, version) and every agent answering hello; all stopped afterwards."""
     lab = make_lab(base, names, conf_xml(names, version), **settings)
     try:
-        lab.up()
+        lab.up(no_daemons=True)
         yield lab
     finally:
         lab.down()

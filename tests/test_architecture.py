@@ -70,7 +70,7 @@ def test_node_side_never_imports_django(package: str) -> None:
         "cluster_conf.cli.editing",
         "cluster_conf.cli.ccs_config_validate",
         "rgmanager",
-        "rgmanager.cli.cman_tool",
+        "cman.cli.cman_tool",
     ],
 )
 def test_cli_and_library_imports_stay_light(module: str) -> None:

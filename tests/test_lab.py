@@ -25,6 +25,7 @@ from cluster_conf.model import view
 from ricci_agent import keys
 from ricci_agent.lab import (
     AGENT_OUTPUT,
+    AUTHKEY,
     CLIENT_DIR,
     Lab,
     LabError,
@@ -35,6 +36,11 @@ from ricci_agent.lab import (
     lab_cluster_conf,
     node_address,
     node_names,
+    node_processes,
+    parse_groups,
+    partition_groups,
+    partition_ruleset,
+    table_name,
 )
 
 pytest.importorskip("paramiko", reason="paramiko is not installed (pip install -e .[node])")
@@ -65,7 +71,7 @@ def _stop(lab: Lab) -> None:
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = Lab(tmp_path_factory.mktemp("lab") / "lab")
     try:
-        lab.up(nodes=3, first_address=free_block(3))
+        lab.up(nodes=3, first_address=free_block(3), no_daemons=True)  # agents only: nothing fences behind a test
         yield lab
     finally:
         _stop(lab)
@@ -108,6 +114,21 @@ def test_the_initial_cluster_conf_is_valid_with_votes_nodeids_fencing_and_a_doma
     assert members == ["node1", "node2", "node3"] and len(cluster.nodes) == 3
 
 
+def test_the_lab_conf_has_the_lab_timings_and_names_the_lab_on_its_fence_device(tmp_path: Path) -> None:
+    conf = ClusterConf.from_bytes(lab_cluster_conf("labcluster", ["node1", "node2", "node3"], lab_dir=tmp_path))
+    assert validate(conf) == []
+    assert conf.root.find("totem").get("token") == "1000"
+    assert conf.root.find("fence_daemon").get("post_join_delay") == "3"
+    assert dict(conf.root.find("fencedevices/fencedevice").attrib) == {
+        "name": "labfence", "agent": "fence_lab", "lab": str(tmp_path)
+    }
+    path = tmp_path / "cluster.conf"
+    path.write_bytes(conf.to_bytes())
+    checked = subprocess.run([str(Path(sys.executable).parent / "ccs_config_validate"), "-f", str(path)],
+                             capture_output=True, text=True, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
 def test_a_two_node_lab_gets_cman_two_node() -> None:
     conf = ClusterConf.from_bytes(lab_cluster_conf("labcluster", ["a", "b"]))
     assert dict(conf.root.find("cman").attrib) == {"two_node": "1", "expected_votes": "1"}
@@ -137,6 +158,11 @@ def test_up_writes_a_root_per_node_and_lab_json(lab: Lab) -> None:
         history = (root / "var/lib/cluster/history.jsonl").read_text().splitlines()
         assert [json.loads(line)["version"] for line in history] == [1]
         assert (root / AGENT_OUTPUT).exists()
+        assert stat.S_IMODE((root / AUTHKEY).stat().st_mode) == 0o600
+    keys_ = {(lab.directory / n["name"] / AUTHKEY).read_bytes() for n in data["nodes"]}
+    assert len(keys_) == 1 and len(keys_.pop()) == 64  # one cluster key, shared by every node
+    assert ClusterConf.from_bytes(lab.node("node1").config_path.read_bytes()).root.find(
+        "fencedevices/fencedevice").get("lab") == str(lab.directory)
 
 
 def test_every_node_and_the_lab_trust_every_node(lab: Lab) -> None:
@@ -204,6 +230,191 @@ def test_up_on_a_running_lab_is_refused(lab: Lab) -> None:
         lab.up(nodes=5)
 
 
+def _state(pid: int) -> str:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rfind(")") + 2]
+
+
+def _sleeper(env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A process in a session of its own (as a service that called setsid), with the given environment."""
+    return subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+
+
+def test_node_processes_follow_the_cluster_root_marker_across_sessions(lab: Lab) -> None:
+    node = lab.node("node3")
+    escaped = _sleeper(node.environ())  # left the agent's process group, still carries the node's CLUSTER_ROOT
+    stranger = _sleeper()  # no marker: never the node's, whatever its group
+    try:
+        found = node_processes(node)
+        assert node.pid in found and escaped.pid in found and stranger.pid not in found
+        assert os.getpgid(escaped.pid) != node.pid
+        # A process carrying the marker never lists itself (fence_lab runs with its fencer's CLUSTER_ROOT).
+        script = ("import os, json; from ricci_agent.lab import Lab, node_processes; "
+                  "print(json.dumps([os.getpid(), node_processes(Lab(os.environ['LAB']).node('node3'))]))")
+        listed = subprocess.run([sys.executable, "-c", script], env={**node.environ(), "LAB": str(lab.directory)},
+                                capture_output=True, text=True, check=True)
+        me, theirs = json.loads(listed.stdout)
+        assert me not in theirs and escaped.pid in theirs
+    finally:
+        for process in (escaped, stranger):
+            process.kill()
+            process.wait()
+
+
+def test_kill_reaches_a_setsid_child_with_the_marker_and_spares_others(lab: Lab) -> None:
+    node = lab.node("node2")
+    escaped = _sleeper(node.environ())
+    stranger = _sleeper()
+    try:
+        agent = lab.kill("node2")
+        assert agent == node.pid and node_processes(node) == []
+        assert escaped.wait(timeout=5) == -signal.SIGKILL
+        assert stranger.poll() is None, "the lab killed a process without the node's marker"
+    finally:
+        for process in (escaped, stranger):
+            process.kill()
+            process.wait()
+        lab.start("node2", no_daemons=True)
+
+
+def test_pause_stops_every_process_and_resume_continues_them(lab: Lab) -> None:
+    node = lab.node("node3")
+    escaped = _sleeper(node.environ())
+    try:
+        pids = lab.pause("node3")
+        assert node.pid in pids and escaped.pid in pids
+        assert {_state(pid) for pid in pids} == {"T"}
+        assert lab.node("node3").paused and json.loads(lab.state_path.read_text())["nodes"][2]["paused"] is True
+        status = {s.node.name: s for s in lab.status(timeout=2.0)}
+        assert status["node3"].paused and not status["node3"].answering and status["node1"].answering
+        with pytest.raises(LabError, match="node3 is already paused"):
+            lab.pause("node3")
+        assert sorted(lab.resume("node3")) == sorted(pids)
+        assert all(_state(pid) in "SR" for pid in pids) and not lab.node("node3").paused
+        assert all(s.answering for s in lab.status())
+        with pytest.raises(LabError, match="node3 is not paused"):
+            lab.resume("node3")
+    finally:
+        escaped.kill()
+        escaped.wait()
+        if lab.node("node3").paused:
+            lab.resume("node3")
+
+
+def test_start_daemons_names_the_node_that_fails(lab: Lab) -> None:
+    lab.kill("node1")
+    try:
+        with pytest.raises(LabError, match=r"^node1 could not start its cluster daemons \(node.start\): ") as info:
+            lab._start_daemons([lab.node("node1")])
+        assert "\n" not in str(info.value)
+    finally:
+        lab.start("node1", no_daemons=True)
+
+
+# -- partitions ----------------------------------------------------------------------------------------------
+def test_partition_groups_are_parsed_and_checked() -> None:
+    assert parse_groups(["node1", "/", "node2,node3"]) == [["node1"], ["node2", "node3"]]
+    assert parse_groups(["node1/node2", "node3"]) == [["node1"], ["node2", "node3"]]
+    names = ["node1", "node2", "node3", "node4"]
+    assert partition_groups(names, [["node1"]]) == [["node1"], ["node2", "node3", "node4"]]
+    assert partition_groups(names, [["node1"], ["node2"]]) == [["node1"], ["node2"], ["node3", "node4"]]
+    for groups, message in (
+        ([["node1", "node2", "node3", "node4"]], "at least two groups"),
+        ([["node1"], ["node1"]], "node node1 is in two groups"),
+        ([["node9"]], "no node node9 in the lab"),
+    ):
+        with pytest.raises(LabError, match=message):
+            partition_groups(names, groups)
+    with pytest.raises(LabError, match="empty group"):
+        parse_groups(["node1", "/"])
+
+
+def test_the_ruleset_drops_both_ways_between_groups_only(tmp_path: Path) -> None:
+    nodes = [LabNode(f"n{i}", i, f"127.9.9.{10 + i}", 11111, tmp_path) for i in (1, 2, 3)]
+    script = partition_ruleset("rhcs_lab_x", [[nodes[0]], nodes[1:]])
+    drops = sorted(line.strip() for line in script.splitlines() if line.strip().endswith("drop"))
+    assert drops == sorted(
+        f"ip saddr {a} ip daddr {b} drop" for a, b in [
+            ("127.9.9.11", "127.9.9.12"), ("127.9.9.11", "127.9.9.13"),
+            ("127.9.9.12", "127.9.9.11"), ("127.9.9.13", "127.9.9.11"),
+        ]
+    )
+    assert "hook input" in script and table_name(tmp_path) != table_name(tmp_path / "other")
+
+
+def _needs_nft() -> None:
+    import shutil as _shutil
+
+    if os.geteuid() != 0:
+        pytest.skip("partition needs root (nftables rules): run the tests as root, as CI does")
+    if not (_shutil.which("nft") or os.access("/usr/sbin/nft", os.X_OK)):
+        pytest.skip("partition needs nft (apt-get install nftables)")
+
+
+def _arrivals(nodes: list[LabNode]) -> set[tuple[str, str]]:
+    """Send one UDP datagram from every node's address to every other; return the (from, to) pairs that arrived."""
+    sockets = {}
+    try:
+        for node in nodes:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind((node.address, 0))
+            sock.setblocking(False)
+            sockets[node.name] = sock
+        for sender in nodes:
+            for receiver in nodes:
+                if sender is not receiver:
+                    sockets[sender.name].sendto(sender.name.encode(), sockets[receiver.name].getsockname())
+        import time as _time
+
+        _time.sleep(0.3)  # loopback delivers at once; this only bounds the wait
+        arrived = set()
+        for receiver in nodes:
+            while True:
+                try:
+                    data, _ = sockets[receiver.name].recvfrom(100)
+                except BlockingIOError:
+                    break
+                arrived.add((data.decode(), receiver.name))
+        return arrived
+    finally:
+        for sock in sockets.values():
+            sock.close()
+
+
+def test_partition_loses_packets_across_groups_and_heal_restores_them(tmp_path: Path) -> None:
+    _needs_nft()
+    lab = Lab(tmp_path / "lab")
+    lab.create(["node1", "node2", "node3"], "labcluster", free_block(3), 11111)  # addresses only: no agent needed
+    nodes = lab.nodes
+    everything = {(a.name, b.name) for a in nodes for b in nodes if a is not b}
+    try:
+        assert _arrivals(nodes) == everything
+        assert lab.partition([["node1"]]) == [["node1"], ["node2", "node3"]]
+        assert json.loads(lab.state_path.read_text())["partition"] == [["node1"], ["node2", "node3"]]
+        assert _arrivals(nodes) == {("node2", "node3"), ("node3", "node2")}
+        assert lab.partition([["node1", "node2"], ["node3"]]) == [["node1", "node2"], ["node3"]]  # replaces it
+        assert _arrivals(nodes) == {("node1", "node2"), ("node2", "node1")}
+        assert lab.heal() is True
+        assert _arrivals(nodes) == everything
+        assert lab.heal() is False and lab.partition_state() is None
+        lab.partition([["node2"]])
+        assert lab.down() == []  # no agent ran, but down heals too
+        assert _arrivals(nodes) == everything
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table_name(lab.directory)], capture_output=True, check=False)
+
+
+def test_partition_without_root_is_refused_in_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = Lab(tmp_path / "lab")
+    lab.create(["node1", "node2"], "labcluster", free_block(2), 11111)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # the check itself; running as another user needs root
+    with pytest.raises(LabError, match=r"^partition needs root and nftables \(nft\): not running as root$"):
+        lab.partition([["node1"]])
+    with pytest.raises(LabError, match=r"^partition needs root"):
+        lab.heal()
+    assert lab.partition_state() is None and lab.down() == []  # down has nothing to heal: no refusal
+
+
 # -- lifecycles of their own ---------------------------------------------------------------------------------
 def test_down_stops_everything_and_up_starts_the_same_lab_again(tmp_path: Path) -> None:
     lab = Lab(tmp_path / "lab")
@@ -258,12 +469,28 @@ def test_manage_py_localcluster_up_status_exec_kill_down(tmp_path: Path) -> None
     lab_dir = str(tmp_path / "lab")
     port = free_port(2)  # the default addresses 127.0.0.11 and .12, on a port of its own (--port, ricci_port)
     try:
-        up = _manage("up", "--node-names", "alpha,beta", "--name", "webfarm", "--dir", lab_dir, "--port", str(port))
+        up = _manage("up", "--node-names", "alpha,beta", "--name", "webfarm", "--dir", lab_dir, "--port", str(port),
+                     "--no-daemons")
         assert up.returncode == 0, up.stderr
         assert f"Lab webfarm is up in {lab_dir} (2 nodes):" in up.stdout
         assert f"alpha        127.0.0.11:{port}" in up.stdout
         status = _manage("status", "--dir", lab_dir)
         assert status.returncode == 0 and status.stdout.count("answering") == 2, status.stdout
+        assert "Cluster views:\n  alpha: cman: not running\n  beta: cman: not running\n" in status.stdout
+        paused = _manage("pause", "beta", "--dir", lab_dir)
+        assert paused.returncode == 0 and paused.stdout.startswith("Paused beta ("), paused.stderr
+        status = _manage("status", "--dir", lab_dir)
+        assert status.returncode == 3 and "  beta: paused" in status.stdout
+        assert re.search(r"^beta .* paused", status.stdout, re.M), status.stdout
+        resumed = _manage("resume", "beta", "--dir", lab_dir)
+        assert resumed.returncode == 0 and resumed.stdout.startswith("Resumed beta ("), resumed.stderr
+        if os.geteuid() == 0:
+            cut = _manage("partition", "alpha", "/", "beta", "--dir", lab_dir)
+            assert (cut.returncode, cut.stdout) == (0, "Partitioned: alpha / beta\n"), cut.stderr
+            assert "Partition: alpha / beta" in _manage("status", "--dir", lab_dir).stdout
+            assert _manage("heal", "--dir", lab_dir).stdout == "Healed.\n"
+        bad = _manage("partition", "alpha", "/", "gamma", "--dir", lab_dir)
+        assert (bad.returncode, bad.stderr) == (1, "localcluster: no node gamma in the lab (nodes: alpha, beta)\n")
         listed = _manage("exec", "alpha", "--dir", lab_dir, "--", "ccs_tool", "lsnode")
         assert listed.returncode == 0 and "Cluster name: webfarm, config_version: 1" in listed.stdout
         ports = _manage("exec", "alpha", "--dir", lab_dir, "--", "ccs_tool", "query", "//clusternode/@ricci_port")

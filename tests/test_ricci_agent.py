@@ -151,7 +151,7 @@ def test_drift_is_visible_in_status(tmp_path: Path) -> None:
     # ccsd_poll of 10 minutes: nothing repairs the drift during the test
     lab = make_lab(tmp_path, NAMES, conf_xml(NAMES, 4, cman=' ccsd_poll="600000"'))
     try:
-        lab.up()
+        lab.up(no_daemons=True)
         with client_for(lab) as c:
             accepted = c.call(*lab.node("node1").endpoint, "hello")["config_hash"]
             c.call(*lab.node("node3").endpoint, "cluster.set_config",
@@ -180,7 +180,7 @@ def test_a_local_edit_is_reported_and_served_nowhere(tmp_path: Path) -> None:
     cman = ' ccsd_poll="300"'
     lab = make_lab(tmp_path, NAMES, conf_xml(NAMES, 4, cman=cman))
     try:
-        lab.up()
+        lab.up(no_daemons=True)
         edit = conf_xml(NAMES, 5, cman=cman, extra="<!-- edited by hand -->")
         hand_edit(lab.node("node3").config_path, edit)
         node3 = lab.node("node3").endpoint
@@ -420,8 +420,15 @@ def test_other_functions(lab: Lab) -> None:
     with client_for(lab) as c:
         cfg = c.call(*node.endpoint, "cluster.get_config")
         assert cfg["xml"] == conf_xml(NAMES, 1) and cfg["version"] == 1 and len(cfg["hash"]) == 64
-        assert c.call(*node.endpoint, "node.start")["daemons"] == {}
-        assert c.call(*node.endpoint, "node.stop")["action"] == "stop"
+        started = c.call(*node.endpoint, "node.start")  # starts cman (`cman_tool join -w`) on node1
+        assert started["action"] == "start" and started["daemons"]["cman"]["ok"]
+        cman = c.call(*node.endpoint, "cman.status")
+        assert cman["running"] and cman["node"]["name"] == "node1"
+        again = c.call(*node.endpoint, "node.start")
+        assert "already running" in again["daemons"]["cman"]["message"]
+        stopped = c.call(*node.endpoint, "node.stop")
+        assert stopped["action"] == "stop" and stopped["daemons"]["cman"]["ok"]
+        assert c.call(*node.endpoint, "cman.status")["running"] is False
         entries = c.call(*node.endpoint, "log.get", {"age": 300, "tags": ["ricci"]})["entries"]
         assert any("listening on" in e["msg"] for e in entries)
         assert c.call(*node.endpoint, "log.get", {"age": 300, "tags": ["nosuch"]})["entries"] == []
@@ -670,7 +677,7 @@ def test_periodic_catch_up_reaches_past_down_neighbours(tmp_path: Path) -> None:
     names = ["node1", "node2", "node3", "node4"]
     lab = make_lab(tmp_path, names, conf_xml(names, 1, cman=' ccsd_poll="300"'))
     try:
-        lab.up()
+        lab.up(no_daemons=True)
         lab.stop("node2")
         lab.stop("node3")  # node1's two ring neighbours are down
         with client_for(lab, connect_timeout=1.0) as c:
@@ -689,7 +696,7 @@ def test_no_valid_local_config_is_logged_once(tmp_path: Path) -> None:
     shutil.rmtree(node.root / STATE_DIR)  # a node that never accepted a configuration: no history
     node.config_path.write_text("<cluster name='x' config_version='1'><broken")
     try:
-        lab.start("node1")
+        lab.start("node1", no_daemons=True)
         assert wait_for(lambda: "no valid" in log_text(lab.node("node1")), 10)
         time.sleep(2.5)  # two more catch-up rounds
         assert log_text(lab.node("node1")).count("no valid") == 1

@@ -1,0 +1,1 @@
+"""Front ends of the cman layer: thin adapters over the `cman` modules."""

@@ -1,0 +1,608 @@
+"""`cmand`: the cluster manager of one node (what corosync with cman's plugin, fenced and qdiskd were together).
+
+One process, one loop: it reads heartbeats and agreement messages from its UDP socket, requests from its control
+socket, and every tick asks the pure parts what to do: `membership` (view agreement), `quorum` (votes), `fencing`
+(whom to fence, when), `qdisk` (the quorum disk's votes). Fence agents run in a worker thread, the quorum disk in
+its own threads; their results come back to the loop, which alone changes the state. `cman_tool join` starts it
+(in the caller's process group), `cman_tool leave` stops it. See docs/membership.md.
+
+Files under $CLUSTER_ROOT: var/run/cluster/cman.sock (control, 0600), var/run/cluster/cmand.pid,
+var/lib/cluster/cman_epoch, var/lib/cluster/fence_history.jsonl, var/log/cluster/cman.log.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import select
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cluster_conf.document import ClusterConf, atomic_write
+from cluster_conf.model import ClusterView, to_int, view
+from cluster_conf.quorum import QuorumState, expected_votes
+from cluster_conf.reports import ConfigError
+from cman import control, fence_agents, fencing, identity, membership, wire
+from cman import quorum as cquorum
+
+PROG = "cmand"
+DEFAULT_PORT = 5405
+LOG_PATH = Path("var/log/cluster/cman.log")
+EPOCH_FILE = Path("var/lib/cluster/cman_epoch")
+CONFIG_POLL = 0.5  # seconds between checks for a newer accepted configuration
+FENCE_TIMEOUT = 60.0
+EVICTED_EXIT = 3
+
+log = logging.getLogger("cman")
+
+
+class DaemonError(Exception):
+    """The daemon cannot start (one line)."""
+
+
+def running_config(root: Path) -> ClusterConf:
+    """The configuration this node runs: the one its ricci agent accepted last (ricci_agent.store), else the live
+    cluster.conf when there is no history (a node set up by hand)."""
+    from ricci_agent.store import ConfigStore  # no paramiko: the store is plain files
+
+    store = ConfigStore(root)
+    accepted = store.accepted()
+    path = root / "etc/cluster/cluster.conf"
+    try:
+        if accepted is not None:
+            return ClusterConf.from_bytes(accepted.data, str(path))
+        return ClusterConf.load(path)
+    except FileNotFoundError:
+        raise DaemonError(f"{path}: no such file (this node has no cluster configuration)") from None
+    except ConfigError as exc:
+        raise DaemonError(str(exc)) from None  # it names the file and line
+
+
+def accepted_version(root: Path) -> int | None:
+    from ricci_agent.store import ConfigStore
+
+    accepted = ConfigStore(root).accepted()
+    return accepted.version if accepted is not None else None
+
+
+def token_seconds(cv: ClusterView) -> float:
+    token = to_int((cv.totem or {}).get("token"))
+    return (token if token and token > 0 else membership.DEFAULT_TOKEN_MS) / 1000
+
+
+def udp_port(cv: ClusterView) -> int:
+    port = to_int((cv.cman or {}).get("port"))
+    return port if port and 0 < port < 65536 else DEFAULT_PORT
+
+
+def multicast_address(cluster_id: int) -> str:
+    """cman's default multicast address 239.192.X.Y from the cluster id (shown only: heartbeats are unicast)."""
+    return f"239.192.{(cluster_id >> 8) & 0xFF}.{cluster_id & 0xFF}"
+
+
+class Daemon:
+    def __init__(self, root: Path, *, now: float | None = None) -> None:
+        self.root = root
+        self.stopping = False
+        self.exit_code = 0
+        self.conf = running_config(root)
+        self.cv = view(self.conf)
+        self.config_version = self.conf.config_version or 0
+        self.name = identity.local_name(root)
+        self.nodes = identity.cluster_nodes(self.cv, root)
+        self.me = identity.find_self(self.nodes, self.name)
+        try:
+            self.key = wire.load_key(root)
+        except wire.WireError as exc:
+            raise DaemonError(str(exc)) from None
+        self.cluster_id = wire.cluster_id(self.cv)
+        self.port = udp_port(self.cv)
+        self.incarnation = time.time_ns() // 1000
+        start = time.monotonic() if now is None else now
+        self.engine = membership.Membership(self._settings(), self.incarnation, start, epoch_floor=self._read_epoch())
+        self.guard = wire.ReplayGuard()
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self.udp.bind((self.me.address, self.port))
+        except OSError as exc:
+            self.udp.close()
+            raise DaemonError(f"cannot bind {self.me.address}:{self.port}/udp: {exc.strerror}") from None
+        self.udp.setblocking(False)
+        self.control = control.listen(root)
+        self.fence_config = fencing.fence_daemon_config(self.cv.fence_daemon)
+        self.book = fencing.FenceBook()
+        self.history = fence_agents.FenceHistory(root)
+        self.fence_results: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self.fencing_now: set[str] = set()
+        self.first_quorate: float | None = None
+        self.qdisk = None
+        self.quorum_state: QuorumState | None = None
+        self.allow_decrease = True
+        self.quorum_state = cquorum.evaluate(self._quorum_inputs())
+        self.joined_at: dict[int, float] = {}  # wall time each member joined (cman_tool nodes "Joined")
+        self.fenced_at: dict[str, float] = {}
+        self.last_config_check = start
+        self.dropped_packets = 0
+        self.view_installed_at: float | None = None  # wall time of the last view change (benchmarks read it)
+        self.qdisk = self._start_qdisk()
+        self._write_pid()
+
+    # -- configuration -----------------------------------------------------------------------------------------
+    def _settings(self) -> membership.Settings:
+        return membership.Settings(
+            nodeid=self.me.nodeid,
+            node_votes={n: a.votes for n, a in self.nodes.items()},
+            token=token_seconds(self.cv),
+            config_version=self.config_version,
+            expected=expected_votes(self.cv, os.environ),
+        )
+
+    def _read_epoch(self) -> int:
+        try:
+            return int((self.root / EPOCH_FILE).read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _write_pid(self) -> None:
+        path = self.root / control.PIDFILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, f"{os.getpid()}\n".encode(), keep_old=False)
+
+    def _start_qdisk(self):  # -> QuorumDiskService | None
+        if self.cv.quorumd is None:
+            return None
+        from cman import qdisk
+
+        try:
+            service = qdisk.QuorumDiskService(self.cv, self.me.nodeid, self.incarnation,
+                                              log=lambda text: log.info("qdisk: %s", text))
+            service.start()
+        except qdisk.QdiskError as exc:
+            log.error("qdisk: %s (the quorum disk's votes do not count)", exc)
+            return None
+        return service
+
+    def check_config(self, now: float) -> None:
+        """Reload when the ricci agent accepted a newer version (pushed, or pulled by its catch-up)."""
+        self.last_config_check = now
+        version = accepted_version(self.root)
+        if version is None or version <= self.config_version:
+            return
+        try:
+            conf = running_config(self.root)
+            nodes = identity.cluster_nodes(view(conf), self.root)
+            me = identity.find_self(nodes, self.name)
+        except (DaemonError, identity.IdentityError) as exc:
+            log.error("Can't get updated config version %d: %s. Activity suspended on this node", version, exc)
+            return
+        if me.nodeid != self.me.nodeid or me.address != self.me.address:
+            log.error("config version %d changes this node's id or address: restart cman to take it", version)
+            return
+        log.info("config version %d -> %d", self.config_version, conf.config_version or 0)
+        self.conf, self.cv, self.nodes = conf, view(conf), nodes
+        self.config_version = conf.config_version or 0
+        self.fence_config = fencing.fence_daemon_config(self.cv.fence_daemon)
+        self.engine.reconfigure(self._settings())
+        self.allow_decrease = True
+
+    # -- the loop ----------------------------------------------------------------------------------------------
+    def run(self) -> int:
+        log.info("cmand starting: node %s (id %d) %s:%d, cluster %s, config version %d, token %d ms",
+                 self.me.name, self.me.nodeid, self.me.address, self.port, self.cv.name, self.config_version,
+                 int(token_seconds(self.cv) * 1000))
+        tick = min(self.engine.settings.interval / 4, 0.025)
+        try:
+            while not self.stopping:
+                readable, _, _ = select.select([self.udp, self.control], [], [], tick)
+                now = time.monotonic()
+                if self.udp in readable:
+                    self.read_packets(now)
+                if self.control in readable:
+                    self.serve_control()
+                self.step(time.monotonic())
+        finally:
+            self.shutdown()
+        return self.exit_code
+
+    def read_packets(self, now: float) -> None:
+        for _ in range(256):  # bounded per pass: the tick must run
+            try:
+                data, _ = self.udp.recvfrom(65536)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self.receive(data, now)
+
+    def receive(self, data: bytes, now: float) -> None:
+        try:
+            packet = wire.unseal(self.key, data, self.cluster_id)
+        except wire.WireError as exc:
+            self.dropped_packets += 1
+            if exc.code != "cluster":
+                log.debug("dropped a packet: %s", exc.code)
+            return
+        if packet.sender == self.me.nodeid or packet.sender not in self.nodes:
+            return
+        refused = self.guard.admit(packet.sender, packet.incarnation, packet.seq)
+        if refused:
+            self.dropped_packets += 1
+            return
+        self.apply(self.engine.receive(packet.sender, packet.incarnation, packet.seq, packet.kind, packet.body, now),
+                   now)
+
+    def step(self, now: float) -> None:
+        self.engine.extra = self._heartbeat_extra()
+        self.apply(self.engine.tick(now), now)
+        self.update_quorum(now)
+        self.collect_fence_results(now)
+        self.fence_due(now)
+        if now - self.last_config_check >= CONFIG_POLL:
+            self.check_config(now)
+
+    def apply(self, effects: list[membership.Effect], now: float) -> None:
+        for effect in effects:
+            if isinstance(effect, membership.Send):
+                self.send(effect)
+            elif isinstance(effect, membership.PersistEpoch):
+                atomic_write(self.root / EPOCH_FILE, f"{effect.epoch}\n".encode(), keep_old=False)
+            elif isinstance(effect, membership.ViewChange):
+                self.view_changed(effect, now)
+            elif isinstance(effect, membership.Evicted):
+                log.error("view %d of node %d leaves this node out: it was declared dead and is being fenced; "
+                          "leaving the cluster (restart cman to rejoin)", effect.generation, effect.by)
+                self.exit_code = EVICTED_EXIT
+                self.stopping = True
+            elif isinstance(effect, membership.ExpectedSet):
+                log.info("expected votes set to %d by node %d", effect.votes, effect.by)
+                self.allow_decrease = True
+            elif isinstance(effect, membership.Log):
+                getattr(log, effect.level if effect.level in ("debug", "info", "warning", "error") else "info")(
+                    "%s", effect.text)
+
+    def send(self, effect: membership.Send) -> None:
+        data = wire.seal(self.key, wire.Packet(self.cluster_id, self.me.nodeid, self.incarnation, effect.seq,
+                                               effect.kind, effect.body))
+        for dest in effect.dests:
+            node = self.nodes.get(dest)
+            if node is None or not node.address:
+                continue
+            with contextlib.suppress(OSError):  # a firewall (the lab's partition) or a vanished address
+                self.udp.sendto(data, (node.address, self.port))
+
+    # -- views, quorum, fencing ------------------------------------------------------------------------------
+    def names(self, ids) -> list[str]:
+        return [self.nodes[i].name for i in sorted(ids) if i in self.nodes]
+
+    def view_changed(self, change: membership.ViewChange, now: float) -> None:
+        wall = time.time()
+        self.view_installed_at = wall
+        for n in change.joined:
+            self.joined_at[n] = wall
+        for n in change.lost:
+            self.joined_at.pop(n, None)
+        if change.removed:
+            removed_votes = sum(self.nodes[n].votes for n in change.removed if n in self.nodes)
+            expected = self.engine.advertised_expected()
+            self.engine.expected_override = cquorum.after_remove(expected, removed_votes)
+            self.allow_decrease = True
+        self.update_quorum(now)
+        quorate = self.quorum_state.quorate
+        previous = self.names(change.previous.members)
+        members = self.names(change.view.members)
+        for name in self.names(change.restarted):
+            self.book = fencing.rejoined(self.book, name)
+        for name in self.names(change.joined - change.restarted):
+            self.book = fencing.rejoined(self.book, name)
+        self.book = fencing.victims_after_view(self.book, previous, members, self.names(change.left_cleanly),
+                                               quorate, now, self.fence_config.post_fail_delay)
+        if change.lost:
+            log.info("members lost: %s%s", ", ".join(self.names(change.lost)),
+                     f" (left cleanly: {', '.join(self.names(change.left_cleanly))})" if change.left_cleanly else "")
+
+    def _quorum_inputs(self) -> cquorum.QuorumInputs:
+        engine = self.engine
+        members = engine.view.members if engine.state == membership.MEMBER else frozenset({self.me.nodeid})
+        return cquorum.QuorumInputs(
+            node_votes={n: a.votes for n, a in self.nodes.items()},
+            members=frozenset(members),
+            member_expected=engine.member_expected(),
+            qdisk_votes=self.qdisk.votes_now() if self.qdisk is not None else 0,
+            two_node=self.cv.two_node,
+            previous_quorum=self.quorum_state.quorum if self.quorum_state is not None else None,
+            allow_decrease=self.allow_decrease,
+        )
+
+    def update_quorum(self, now: float) -> None:
+        before = self.quorum_state
+        self.quorum_state = cquorum.evaluate(self._quorum_inputs())
+        self.allow_decrease = False
+        if before.quorate and not self.quorum_state.quorate:
+            log.warning("quorum lost, blocking activity")
+        elif not before.quorate and self.quorum_state.quorate:
+            log.info("quorum regained, resuming activity")
+        if self.quorum_state.quorate and self.first_quorate is None and self.engine.state == membership.MEMBER:
+            self.first_quorate = now
+            configured = [a.name for a in self.nodes.values()]
+            self.book = fencing.startup_victims(self.book, configured, self.names(self.engine.view.members), now, now,
+                                                self.fence_config.post_join_delay, self.fence_config.clean_start)
+
+    def confirmed(self, now: float) -> bool:
+        return self.engine.confirmed(now, self.quorum_state.quorum, self.quorum_state.qdisk_votes)
+
+    def is_fencer(self) -> bool:
+        """The lowest nodeid of the view fences (fenced's domain master did the same)."""
+        members = self.engine.view.members
+        return self.engine.state == membership.MEMBER and bool(members) and min(members) == self.me.nodeid
+
+    def fence_due(self, now: float) -> None:
+        if not self.is_fencer():
+            return
+        for name in fencing.due(self.book, now, self.quorum_state.quorate, self.confirmed(now)):
+            if name in self.fencing_now:
+                continue
+            self.book = fencing.started(self.book, name, now)
+            self.fencing_now.add(name)
+            log.info("fencing node %s", name)
+            threading.Thread(target=self._fence_worker, args=(name, self.cv), daemon=True,
+                             name=f"fence-{name}").start()
+
+    def _fence_worker(self, name: str, cv: ClusterView) -> None:
+        try:
+            outcome = fence_agents.fence(cv, name, timeout=FENCE_TIMEOUT)
+        except Exception as exc:  # an agent that cannot even be started: recorded as a failure, retried
+            outcome = fencing.FenceReport("failed", f"fencing {name} failed: {exc}")
+        self.fence_results.put((name, outcome))
+
+    def collect_fence_results(self, now: float) -> None:
+        while True:
+            try:
+                name, outcome = self.fence_results.get_nowait()
+            except queue.Empty:
+                return
+            self.fencing_now.discard(name)
+            self.book = fencing.record_result(self.book, name, outcome, now)
+            entry = outcome.history_entry("cmand", time.time()) if hasattr(outcome, "history_entry") else {
+                "time": time.time(), "actor": "cmand", "node": name, "action": "fence", "status": outcome.status,
+                "message": outcome.message}
+            self.history.append(entry)
+            if outcome.status == "success":
+                self.fenced_at[name] = time.time()
+                log.info("fence %s success", name)
+            elif outcome.status == "manual":
+                log.warning("fence %s: waiting for fence_ack_manual %s", name, name)
+            else:
+                log.error("fence %s failed: %s", name, outcome.message)
+
+    def _heartbeat_extra(self) -> dict:
+        """What the fencer tells every node in its heartbeats: the fence state of each victim."""
+        if not self.is_fencer() or not len(self.book):
+            return {}
+        return {"f": {n: [r.state, self.fenced_at.get(n)] for n, r in self.book.items()}}
+
+    # -- control requests --------------------------------------------------------------------------------------
+    def serve_control(self) -> None:
+        try:
+            conn, _ = self.control.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        with conn:
+            conn.settimeout(1.0)
+            try:
+                line = control._read_line(conn)
+                conn.sendall(control.handle_line(line, self.handlers()))
+            except OSError:
+                return
+
+    def handlers(self) -> Mapping[str, control.Handler]:
+        return {
+            "status": lambda _: self.status(time.monotonic()),
+            "nodes": lambda _: self.status(time.monotonic())["nodes"],
+            "expected": self.cmd_expected,
+            "leave": self.cmd_leave,
+            "fence_ack": self.cmd_fence_ack,
+            "fence_done": self.cmd_fence_done,
+            "fence_history": self.cmd_fence_history,
+        }
+
+    def cmd_expected(self, args: Mapping[str, Any]) -> dict:
+        votes = args.get("votes")
+        if not isinstance(votes, int) or isinstance(votes, bool):
+            raise control.ControlError("bad_request", "expected needs an integer 'votes'")
+        error = cquorum.expected_change_error(votes, self.quorum_state.total_votes, two_node=self.cv.two_node,
+                                               members=len(self.engine.view.members))
+        if error:
+            raise control.ControlError("refused", error)
+        now = time.monotonic()
+        self.apply(self.engine.set_expected(votes, now), now)
+        self.allow_decrease = True
+        self.update_quorum(now)
+        log.info("expected votes set to %d (cman_tool expected)", votes)
+        return {"expected_votes": self.quorum_state.expected_votes, "quorum": self.quorum_state.quorum}
+
+    def cmd_leave(self, args: Mapping[str, Any]) -> dict:
+        now = time.monotonic()
+        remove = bool(args.get("remove"))
+        self.apply(self.engine.leave(remove, now), now)
+        log.info("leaving the cluster%s", " (remove)" if remove else "")
+        self.stopping = True
+        return {"leaving": True, "remove": remove}
+
+    def cmd_fence_ack(self, args: Mapping[str, Any]) -> dict:
+        name = str(args.get("node", ""))
+        try:
+            self.book = fencing.acknowledge_manual(self.book, name, time.monotonic())
+        except fencing.NotWaiting as exc:
+            raise control.ControlError("not_waiting", str(exc)) from None
+        self.fenced_at[name] = time.time()
+        self.history.append({"time": time.time(), "actor": "fence_ack_manual", "node": name, "action": "fence",
+                             "status": "success", "message": "manual fence acknowledged"})
+        log.info("fence %s acknowledged manually", name)
+        return {"node": name, "message": f"{name}: manual fence acknowledged"}
+
+    def cmd_fence_done(self, args: Mapping[str, Any]) -> dict:
+        """fence_node fenced a node: it will not be fenced again for this failure."""
+        name = str(args.get("node", ""))
+        if not bool(args.get("ok")):
+            return {"node": name, "recorded": False}
+        report = fencing.FenceReport("success", str(args.get("message", "fenced by fence_node")),
+                                     args.get("method"), args.get("device"), args.get("agent"))
+        self.book = fencing.record_result(self.book, name, report, time.monotonic())
+        self.fenced_at[name] = time.time()
+        return {"node": name, "recorded": True}
+
+    def cmd_fence_history(self, args: Mapping[str, Any]) -> list:
+        limit = args.get("limit", 100)
+        return self.history.entries(node=args.get("node") or None, limit=limit if isinstance(limit, int) else 100)
+
+    # -- status ------------------------------------------------------------------------------------------------
+    def status(self, now: float) -> dict[str, Any]:
+        engine = self.engine
+        q = self.quorum_state
+        members = engine.view.members if engine.state == membership.MEMBER else frozenset()
+        alive = engine.alive(now)
+        fence_view = self._fence_view(now)
+        rows = []
+        for nodeid in sorted(self.nodes):
+            node = self.nodes[nodeid]
+            peer = engine.peers.get(nodeid)
+            state = "M" if nodeid in members else ("d" if nodeid in engine.disallowed else "X")
+            rows.append({
+                "nodeid": nodeid, "name": node.name, "state": state,
+                "incarnation": self.incarnation if nodeid == self.me.nodeid else (peer.incarnation if peer else 0),
+                "joined": self.joined_at.get(nodeid), "addresses": [node.address], "votes": node.votes,
+                "expected": engine.advertised_expected() if nodeid == self.me.nodeid else (peer.expected if peer
+                                                                                             else 0),
+                "config_version": self.config_version if nodeid == self.me.nodeid else (peer.config_version
+                                                                                        if peer else 0),
+                "alive": nodeid in alive, "local": nodeid == self.me.nodeid,
+                "last_seq": peer.last_seq if peer else None,
+                "fenced_at": fence_view.get(node.name, {}).get("fenced_at") or self.fenced_at.get(node.name),
+            })
+        flags = []
+        if self.cv.two_node:
+            flags.append("2node")
+        if engine.disallowed:
+            flags.append("DisallowedNodes")
+        qdisk_status = self.qdisk.status() if self.qdisk is not None else None
+        return {
+            "node": {"name": self.me.name, "nodeid": self.me.nodeid, "address": self.me.address,
+                     "votes": self.me.votes, "incarnation": self.incarnation},
+            "cluster": {"name": self.cv.name, "id": self.cluster_id, "config_version": self.config_version,
+                        "port": self.port, "two_node": self.cv.two_node,
+                        "token_ms": int(token_seconds(self.cv) * 1000)},
+            "membership_state": engine.state,
+            "generation": engine.view.generation,
+            "view_installed_at": self.view_installed_at,
+            "coordinator": engine.view.coordinator,
+            "view_confirmed": self.confirmed(now),
+            "members": sorted(members),
+            "nodes": rows,
+            "quorum": {"expected_votes": q.expected_votes, "total_votes": q.total_votes,
+                       "node_votes": self.me.votes, "quorum": q.quorum, "quorate": q.quorate,
+                       "qdisk_votes": q.qdisk_votes},
+            "qdisk": qdisk_status,
+            "fencing": fence_view,
+            "flags": flags,
+            "activity_blocked": not q.quorate,
+            "ports_bound": [0],
+            "multicast": multicast_address(self.cluster_id),
+            "active_subsystems": 1 + (1 if self.qdisk is not None else 0),
+            "disallowed": self.names(engine.disallowed),
+            "dropped_packets": self.dropped_packets,
+        }
+
+    def _fence_view(self, now: float) -> dict[str, dict]:
+        """The fence states this node knows: its own book when it fences, else the fencer's (from heartbeats)."""
+        wall_offset = time.time() - now
+        result: dict[str, dict] = {}
+        for name, record in self.book.items():
+            entry = record.as_status()
+            entry["since"] = record.since + wall_offset
+            if record.next_retry is not None:
+                entry["next_retry"] = record.next_retry + wall_offset
+            entry["fenced_at"] = self.fenced_at.get(name)
+            result[name] = entry
+        coordinator = self.engine.peers.get(self.engine.view.coordinator)
+        if coordinator is not None and not self.is_fencer():
+            for name, (state, fenced_at) in (coordinator.extra.get("f") or {}).items():
+                reporter = self.nodes[coordinator.nodeid].name if coordinator.nodeid in self.nodes else "?"
+                result.setdefault(name, {"state": state, "message": f"reported by {reporter}",
+                                         "fenced_at": fenced_at})
+        return result
+
+    # -- stopping --------------------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        if self.qdisk is not None:
+            with contextlib.suppress(Exception):
+                self.qdisk.stop()
+        with contextlib.suppress(OSError):
+            self.udp.close()
+        with contextlib.suppress(OSError):
+            self.control.close()
+        for path in (self.root / control.SOCKET, self.root / control.PIDFILE):
+            with contextlib.suppress(OSError):
+                path.unlink()
+        log.info("cmand stopped")
+
+
+def setup_logging(root: Path) -> None:
+    path = root / LOG_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s cmand[%(process)d]: %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG if os.environ.get("CMAN_DEBUG") else logging.INFO)
+    log.propagate = False
+
+
+def realtime_priority() -> str:
+    """Run the loop at a real-time priority (SCHED_RR 1), as corosync did: a heartbeat that waits behind busy
+    processes for a whole token is a node declared dead. Programs it starts (fence agents, heuristics) get the
+    normal policy back (SCHED_RESET_ON_FORK). Without the privilege the daemon runs at normal priority."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_RR | getattr(os, "SCHED_RESET_ON_FORK", 0), os.sched_param(1))
+    except (OSError, AttributeError) as exc:
+        return f"normal scheduling ({getattr(exc, 'strerror', None) or exc})"
+    return "real-time scheduling (SCHED_RR 1)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        sys.stdout.write("usage: cmand\n\nThe cluster manager daemon of the node at $CLUSTER_ROOT (started by "
+                         "'cman_tool join', stopped by 'cman_tool leave'). See docs/membership.md.\n")
+        return 0
+    root = Path(os.environ.get("CLUSTER_ROOT", "/"))
+    setup_logging(root)
+    try:
+        daemon = Daemon(root)
+    except (DaemonError, identity.IdentityError) as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        log.error("%s", exc)
+        return 1
+    except OSError as exc:
+        sys.stderr.write(f"{PROG}: {exc}\n")
+        return 1
+
+    def stop(signum: int, _frame: object) -> None:
+        now = time.monotonic()
+        if not daemon.stopping:
+            daemon.apply(daemon.engine.leave(False, now), now)
+        daemon.stopping = True
+
+    log.info("%s", realtime_priority())
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    return daemon.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
