@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SUITE = ("cluster_conf", "rgmanager", "ricci_agent", "luci_web")
+SUITE = ("cluster_conf", "rgmanager", "ricci_agent", "cman", "luci_web")
 
 
 def _imports(package: str) -> list[tuple[Path, str, bool]]:
@@ -57,9 +57,20 @@ def test_only_cluster_conf_front_ends_reach_the_agent_client_and_only_lazily() -
         assert module in FRONT_END_MAY_REACH, f"{where} imports {module}; allowed: {sorted(FRONT_END_MAY_REACH)}"
 
 
-@pytest.mark.parametrize("package", ["rgmanager", "ricci_agent"])
+@pytest.mark.parametrize("package", ["rgmanager", "ricci_agent", "cman"])
 def test_node_side_never_imports_django(package: str) -> None:
     assert "django" not in _imported_top_levels(package)
+
+
+def test_cman_never_imports_paramiko_nor_the_console() -> None:
+    """The cman layer runs without paramiko: it imports cluster_conf, itself, and from ricci_agent only the store
+    (plain files: the configuration the agent accepted), at module level or lazily."""
+    for path, module, _ in _imports("cman"):
+        top = module.split(".")[0]
+        where = path.relative_to(REPO)
+        assert top not in {"paramiko", "django", "luci_web", "rgmanager"}, f"{where} imports {module}"
+        if top == "ricci_agent":
+            assert module == "ricci_agent.store", f"{where} imports {module}; cman may use ricci_agent.store only"
 
 
 @pytest.mark.parametrize(
@@ -71,6 +82,10 @@ def test_node_side_never_imports_django(package: str) -> None:
         "cluster_conf.cli.ccs_config_validate",
         "rgmanager",
         "cman.cli.cman_tool",
+        "cman.cli.fence_node",
+        "cman.cli.fence_ack_manual",
+        "cman.daemon",
+        "ricci_agent.fence_lab",
     ],
 )
 def test_cli_and_library_imports_stay_light(module: str) -> None:

@@ -74,3 +74,17 @@ def test_ricci_bench_runs_with_two_agents(capsys, tmp_path):
     assert ricci.main(["--sizes", "2", "--runs", "1", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "2" in out and "serial" in out.lower()
+
+
+def test_cman_bench_runs_one_trial(capsys, tmp_path):
+    pytest.importorskip("paramiko", reason="the lab needs paramiko (pip install -e .[node])")
+    from bench import cman
+
+    out_json = tmp_path / "cman.json"
+    assert cman.main(["--nodes", "2", "--trials", "1", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "kill -9 to fenced and new view installed" in out and "p50" in out
+    import json
+
+    figures = json.loads(out_json.read_text())
+    assert len(figures["totals_s"]) == 1 and figures["totals_s"][0] > 0.5  # at least half a token: really measured
