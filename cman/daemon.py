@@ -235,8 +235,15 @@ class Daemon:
         if refused:
             self.dropped_packets += 1
             return
-        self.apply(self.engine.receive(packet.sender, packet.incarnation, packet.seq, packet.kind, packet.body, now),
-                   now)
+        try:
+            effects = self.engine.receive(packet.sender, packet.incarnation, packet.seq, packet.kind, packet.body, now)
+        except (ValueError, TypeError, AttributeError, KeyError) as exc:
+            # Signed by a member but not understood (a peer of another version, or a bug): dropped, never fatal.
+            self.dropped_packets += 1
+            log.warning("dropped a %s packet of node %d that could not be read: %s", packet.kind, packet.sender,
+                        type(exc).__name__)
+            return
+        self.apply(effects, now)
 
     def step(self, now: float) -> None:
         self.engine.extra = self._heartbeat_extra()

@@ -411,7 +411,17 @@ class Agent:
             "config_version": me["config_version"], "config_hash": me["config_hash"],
             "local_edit": me["local_edit"], "drift": len(copies) > 1 or bool(edited), "edited_locally": edited,
             "nodes": nodes,
+            "cman": self._cman_summary(),
         }
+
+    def _cman_summary(self) -> dict[str, Any]:
+        """This node's view of the cluster manager, for cluster.status: membership, quorum and fencing states
+        (cman.status has everything)."""
+        full = self.cman_status({}, Caller("", ""))
+        if not full.get("running"):
+            return full
+        return {key: full.get(key) for key in ("running", "membership_state", "generation", "members",
+                                                "view_confirmed", "quorum", "fencing", "activity_blocked")}
 
     def node_start(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         """Start this node's cluster daemons (cman first), as `service cman start` did; one already running is

@@ -424,11 +424,15 @@ def test_other_functions(lab: Lab) -> None:
         assert started["action"] == "start" and started["daemons"]["cman"]["ok"]
         cman = c.call(*node.endpoint, "cman.status")
         assert cman["running"] and cman["node"]["name"] == "node1"
+        summary = c.call(*node.endpoint, "cluster.status")["cman"]
+        assert summary["running"] and summary["membership_state"] in ("Joining", "Cluster-Member")
+        assert "quorum" in summary and "fencing" in summary
         again = c.call(*node.endpoint, "node.start")
         assert "already running" in again["daemons"]["cman"]["message"]
         stopped = c.call(*node.endpoint, "node.stop")
         assert stopped["action"] == "stop" and stopped["daemons"]["cman"]["ok"]
         assert c.call(*node.endpoint, "cman.status")["running"] is False
+        assert c.call(*node.endpoint, "cluster.status")["cman"]["running"] is False
         entries = c.call(*node.endpoint, "log.get", {"age": 300, "tags": ["ricci"]})["entries"]
         assert any("listening on" in e["msg"] for e in entries)
         assert c.call(*node.endpoint, "log.get", {"age": 300, "tags": ["nosuch"]})["entries"] == []
