@@ -285,3 +285,58 @@ def test_leave_remove_lowers_quorum_and_expected_votes_can_be_set(make_lab):
     assert not fence_successes(lab, "node1", "node3")  # a clean leave is not fenced
     refused = cman_tool(lab, "node1", "expected", "-e", "9")
     assert refused.returncode == 1 and refused.stderr.startswith("cman_tool: ")
+
+
+def start_cman(lab: Lab, *names: str) -> None:
+    with lab.client() as client:
+        results = client.fan_out([lab.node(n).endpoint for n in names], "node.start", timeout=60)
+    assert all(r.ok for r in results.values()), results
+
+
+def make_agents_only(tmp_path: Path, clean_start: str) -> Lab:
+    lab = Lab(tmp_path / "lab")
+    names = node_names(3)
+    conf = ClusterConf.from_bytes(lab_cluster_conf("labcluster", names, 11111, lab.directory))
+    edit.set_section_attrs(conf, "fence_daemon", {"post_join_delay": "2", "clean_start": clean_start})
+    conf.mark_edited()
+    lab.create(names, "labcluster", free_block(3), 11111, config=conf.to_bytes())
+    lab.up(no_daemons=True)
+    return lab
+
+
+@pytest.mark.parametrize("clean_start", ["0", "1"])
+def test_startup_fencing_after_post_join_delay_unless_clean_start(tmp_path, clean_start):
+    lab = make_agents_only(tmp_path, clean_start)
+    try:
+        start_cman(lab, "node1", "node2")  # node3's agent runs, its cman does not: it "did not boot in time"
+        wait_for("node1 and node2 quorate", lambda: members(lab, "node1") == ["node1", "node2"], timeout=20)
+        if clean_start == "1":
+            time.sleep(4.0)  # twice post_join_delay
+            assert not FenceHistory(lab.node("node1").root).entries(node="node3")
+            assert "node3" not in status(lab, "node1")["fencing"]
+        else:
+            wait_for("startup fencing of node3", lambda: fence_successes(lab, "node1", "node3"), timeout=20)
+            assert status(lab, "node1")["fencing"]["node3"]["state"] == "succeeded"
+    finally:
+        lab.down()
+
+
+def test_fence_manual_waits_for_fence_ack_manual(make_lab):
+    def manual(conf: ClusterConf, lab: Lab) -> None:
+        edit.add_fence_device(conf, "human", "fence_manual")
+        device = conf.root.find("clusternodes/clusternode[@name='node3']/fence/method/device")
+        device.attrib.clear()
+        device.set("name", "human")
+
+    lab = make_lab(3, manual)
+    lab.kill("node3")
+    wait_for("node3 waiting for a manual fence",
+             lambda: (status(lab, "node1")["fencing"].get("node3") or {}).get("state") == "manual_wait", timeout=15)
+    refused = subprocess.run(["fence_ack_manual", "node2"], env=lab.node("node1").environ(), capture_output=True,
+                             text=True, timeout=10, check=False)
+    assert refused.returncode == 1 and "node2" in refused.stderr
+    acked = subprocess.run(["fence_ack_manual", "node3"], env=lab.node("node1").environ(), capture_output=True,
+                           text=True, timeout=10, check=False)
+    assert acked.returncode == 0, acked.stderr
+    assert status(lab, "node1")["fencing"]["node3"]["state"] == "succeeded"
+    assert fence_successes(lab, "node1", "node3")
