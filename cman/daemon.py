@@ -37,6 +37,8 @@ DEFAULT_PORT = 5405
 LOG_PATH = Path("var/log/cluster/cman.log")
 EPOCH_FILE = Path("var/lib/cluster/cman_epoch")
 CONFIG_POLL = 0.5  # seconds between checks for a newer accepted configuration
+BOOK_SHARE_SUCCEEDED = 600.0  # seconds a succeeded fence stays in the heartbeats (open ones stay until closed)
+SKEW = 0.5  # seconds of clock difference tolerated when fence records of two nodes are compared
 FENCE_TIMEOUT = 60.0
 EVICTED_EXIT = 3
 
@@ -98,6 +100,7 @@ class Daemon:
         self.name = identity.local_name(root)
         self.nodes = identity.cluster_nodes(self.cv, root)
         self.me = identity.find_self(self.nodes, self.name)
+        self.node_names = {a.name for a in self.nodes.values()}
         try:
             self.key = wire.load_key(root)
         except wire.WireError as exc:
@@ -187,6 +190,7 @@ class Daemon:
             return
         log.info("config version %d -> %d", self.config_version, conf.config_version or 0)
         self.conf, self.cv, self.nodes = conf, view(conf), nodes
+        self.node_names = {a.name for a in nodes.values()}
         self.config_version = conf.config_version or 0
         self.fence_config = fencing.fence_daemon_config(self.cv.fence_daemon)
         self.engine.reconfigure(self._settings())
@@ -246,8 +250,9 @@ class Daemon:
         self.apply(effects, now)
 
     def step(self, now: float) -> None:
-        self.engine.extra = self._heartbeat_extra()
+        self.engine.extra = self._heartbeat_extra(now)
         self.apply(self.engine.tick(now), now)
+        self.merge_peer_books(now)
         self.update_quorum(now)
         self.collect_fence_results(now)
         self.fence_due(now)
@@ -337,6 +342,9 @@ class Daemon:
             log.info("quorum regained, resuming activity")
         if self.quorum_state.quorate and self.first_quorate is None and self.engine.state == membership.MEMBER:
             self.first_quorate = now
+            if self.domain_exists():
+                log.info("joined an existing fence domain: no startup fencing")
+                return
             configured = [a.name for a in self.nodes.values()]
             self.book = fencing.startup_victims(self.book, configured, self.names(self.engine.view.members), now, now,
                                                 self.fence_config.post_join_delay, self.fence_config.clean_start)
@@ -375,6 +383,13 @@ class Daemon:
             except queue.Empty:
                 return
             self.fencing_now.discard(name)
+            current = self.book.get(name)
+            if current is not None and current.state == "succeeded" and outcome.status != "success":
+                # fence_node or fence_ack_manual closed it while this attempt ran: the late failure changes nothing
+                self.history.append(outcome.history_entry("cmand", time.time()) if hasattr(outcome, "history_entry")
+                                    else {"time": time.time(), "actor": "cmand", "node": name, "action": "fence",
+                                          "status": outcome.status, "message": outcome.message})
+                continue
             self.book = fencing.record_result(self.book, name, outcome, now)
             entry = outcome.history_entry("cmand", time.time()) if hasattr(outcome, "history_entry") else {
                 "time": time.time(), "actor": "cmand", "node": name, "action": "fence", "status": outcome.status,
@@ -388,11 +403,66 @@ class Daemon:
             else:
                 log.error("fence %s failed: %s", name, outcome.message)
 
-    def _heartbeat_extra(self) -> dict:
-        """What the fencer tells every node in its heartbeats: the fence state of each victim."""
-        if not self.is_fencer() or not len(self.book):
-            return {}
-        return {"f": {n: [r.state, self.fenced_at.get(n)] for n, r in self.book.items()}}
+    def _heartbeat_extra(self, now: float) -> dict:
+        """What every node tells the others in its heartbeats: whether it has been in a quorate view (the fence
+        domain exists: a node that joins it does no startup fencing) and its fence book, so that whoever fences
+        next knows every open victim and every fence already done (fenced's domain state)."""
+        extra: dict = {}
+        if self.first_quorate is not None:
+            extra["d"] = 1
+        offset = time.time() - now
+        book = {n: [r.state, round(r.since + offset, 3), r.message[:200], r.attempts] for n, r in self.book.items()
+                if r.state in fencing.OPEN_STATES or now - r.since < BOOK_SHARE_SUCCEEDED}
+        if book:
+            extra["f"] = book
+        return extra
+
+    def merge_peer_books(self, now: float) -> None:
+        """Take what the other members of the view know: a victim they fenced (or an operator acknowledged there)
+        is done here too; a victim open there and unknown here is opened here (the fencer may change hands). A
+        victim that is a member of the view now is never opened again from a stale heartbeat."""
+        offset = time.time() - now
+        view = self.engine.view
+        members = {self.nodes[m].name for m in view.members if m in self.nodes}
+        for nodeid in sorted(view.members - {self.me.nodeid}):
+            peer = self.engine.peers.get(nodeid)
+            entries = peer.extra.get("f") if peer is not None else None
+            if not isinstance(entries, dict):
+                continue
+            reporter = self.nodes[nodeid].name
+            for name, entry in entries.items():
+                if name not in self.node_names or not isinstance(entry, list) or len(entry) != 4:
+                    continue
+                state, since_wall, message, attempts = entry
+                if not isinstance(since_wall, int | float) or not isinstance(state, str):
+                    continue
+                mine = self.book.get(name)
+                mine_wall = mine.since + offset if mine is not None else None
+                if state == "succeeded":
+                    if mine is not None and mine.state in fencing.OPEN_STATES and since_wall >= mine_wall - SKEW \
+                            and name not in self.fencing_now:
+                        self.book = fencing.record_result(self.book, name, fencing.FenceReport(
+                            "success", f"fenced, reported by {reporter}"), now)
+                        self.fenced_at[name] = since_wall
+                        log.info("fence %s success (reported by %s)", name, reporter)
+                elif state in fencing.OPEN_STATES and name not in members:
+                    newer = mine is None or (mine.state == "succeeded" and since_wall > mine_wall + SKEW)
+                    if newer:
+                        waiting = "manual_wait" if state == "manual_wait" else "pending"
+                        # A fence running there: give it time to finish before trying here.
+                        due = now + (fencing.retry_delay(1) if state == "running" else 0.0)
+                        self.book = self.book.with_record(fencing.FenceRecord(
+                            name, waiting, now, f"{str(message)[:200]} (reported by {reporter})",
+                            next_retry=None if waiting == "manual_wait" else due,
+                            attempts=attempts if isinstance(attempts, int) else 0))
+
+    def domain_exists(self) -> bool:
+        """Has another member of the view been in a quorate view before (the fence domain already exists)?"""
+        for nodeid in self.engine.view.members - {self.me.nodeid}:
+            peer = self.engine.peers.get(nodeid)
+            if peer is not None and peer.extra.get("d"):
+                return True
+        return False
 
     # -- control requests --------------------------------------------------------------------------------------
     def serve_control(self) -> None:
@@ -442,8 +512,14 @@ class Daemon:
         self.stopping = True
         return {"leaving": True, "remove": remove}
 
-    def cmd_fence_ack(self, args: Mapping[str, Any]) -> dict:
+    def _known(self, args: Mapping[str, Any]) -> str:
         name = str(args.get("node", ""))
+        if name not in self.node_names:
+            raise control.ControlError("unknown_node", f"{name!r} is not a node of cluster {self.cv.name}")
+        return name
+
+    def cmd_fence_ack(self, args: Mapping[str, Any]) -> dict:
+        name = self._known(args)
         try:
             self.book = fencing.acknowledge_manual(self.book, name, time.monotonic())
         except fencing.NotWaiting as exc:
@@ -452,11 +528,11 @@ class Daemon:
         self.history.append({"time": time.time(), "actor": "fence_ack_manual", "node": name, "action": "fence",
                              "status": "success", "message": "manual fence acknowledged"})
         log.info("fence %s acknowledged manually", name)
-        return {"node": name, "message": f"{name}: manual fence acknowledged"}
+        return {"node": name, "message": "manual fence acknowledged"}
 
     def cmd_fence_done(self, args: Mapping[str, Any]) -> dict:
         """fence_node fenced a node: it will not be fenced again for this failure."""
-        name = str(args.get("node", ""))
+        name = self._known(args)
         if not bool(args.get("ok")):
             return {"node": name, "recorded": False}
         report = fencing.FenceReport("success", str(args.get("message", "fenced by fence_node")),
@@ -527,7 +603,7 @@ class Daemon:
         }
 
     def _fence_view(self, now: float) -> dict[str, dict]:
-        """The fence states this node knows: its own book when it fences, else the fencer's (from heartbeats)."""
+        """The fence states this node knows: its book, kept in step with the other members' by their heartbeats."""
         wall_offset = time.time() - now
         result: dict[str, dict] = {}
         for name, record in self.book.items():
@@ -537,12 +613,6 @@ class Daemon:
                 entry["next_retry"] = record.next_retry + wall_offset
             entry["fenced_at"] = self.fenced_at.get(name)
             result[name] = entry
-        coordinator = self.engine.peers.get(self.engine.view.coordinator)
-        if coordinator is not None and not self.is_fencer():
-            for name, (state, fenced_at) in (coordinator.extra.get("f") or {}).items():
-                reporter = self.nodes[coordinator.nodeid].name if coordinator.nodeid in self.nodes else "?"
-                result.setdefault(name, {"state": state, "message": f"reported by {reporter}",
-                                         "fenced_at": fenced_at})
         return result
 
     # -- stopping --------------------------------------------------------------------------------------------

@@ -542,6 +542,10 @@ class Membership:
             reason = "not_its_generation"
         elif any(n < sender for n in self.mutual(now)):
             reason = "not_coordinator"
+        elif self.state == MEMBER and sender not in self.view.members and self._drops_live_member(members, now):
+            # An outsider (a node coming back, a healed partition) may merge into our view, not split it: it has
+            # not heard every member yet, and taking us away from one we hear would evict that member.
+            reason = "drops_live_member"
         if reason == "promised_higher" and self.accepted is not None and self.accepted[0].generation == generation:
             return [self._send((sender,), ACCEPT, {"g": generation})]  # a repeat: our ACCEPT was lost
         if reason:
@@ -550,6 +554,10 @@ class Membership:
         self.accepted = (View(generation, members, sender), now)
         self.proposal = None  # someone with a better claim leads
         return [self._send((sender,), ACCEPT, {"g": generation})]
+
+    def _drops_live_member(self, members: frozenset[int], now: float) -> bool:
+        mutual = self.mutual(now)
+        return any(m in mutual and m not in members for m in self.view.members - {self.me})
 
     def _on_accept(self, sender: int, body: Mapping, now: float) -> list[Effect]:
         proposal = self.proposal

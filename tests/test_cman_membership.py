@@ -37,6 +37,7 @@ class Sim:
     changes: dict[int, list[mb.ViewChange]] = field(default_factory=dict)
     evicted: dict[int, list[mb.Evicted]] = field(default_factory=dict)
     config_versions: dict[int, int] = field(default_factory=dict)
+    persisted: dict[int, int] = field(default_factory=dict)  # nodeid -> epoch on "disk"
     counter: int = 0
 
     def __post_init__(self) -> None:
@@ -51,8 +52,8 @@ class Sim:
 
     def start(self, i: int, incarnation: int | None = None) -> None:
         inc = incarnation if incarnation is not None else int(self.now * 1000) + 1
-        epoch = max((e.max_epoch for e in self.engines.values()), default=0) if False else 0
-        self.engines[i] = mb.Membership(self.settings(i), inc, self.now, epoch_floor=epoch)
+        # What the daemon keeps in var/lib/cluster/cman_epoch: the highest epoch this node proposed.
+        self.engines[i] = mb.Membership(self.settings(i), inc, self.now, epoch_floor=self.persisted.get(i, 0))
         self.alive.add(i)
         self.changes.setdefault(i, [])
         self.evicted.setdefault(i, [])
@@ -81,6 +82,8 @@ class Sim:
                 self.changes[i].append(e)
             elif isinstance(e, mb.Evicted):
                 self.evicted[i].append(e)
+            elif isinstance(e, mb.PersistEpoch):
+                self.persisted[i] = max(self.persisted.get(i, 0), e.epoch)
 
     def run(self, seconds: float, check=None) -> None:
         end = self.now + seconds
@@ -329,3 +332,29 @@ def test_expected_votes_set_everywhere():
 def test_generation_stride_grows_with_large_nodeids():
     assert mb.generation_stride([1, 2, 3]) == 1000
     assert mb.generation_stride([5, 1000]) == 10000
+
+
+def test_heal_after_the_minority_restarted_merges_without_evicting_anyone():
+    """Partition {1} / {2,3}; node 1 is fenced and reboots (a new incarnation) behind the partition, alone and
+    inquorate; on heal it is the lowest nodeid and leads the merge. Whatever it hears first, it must never split
+    {2,3} (which would evict one of them): the only views after the heal contain both 2 and 3."""
+    for seed in range(10):
+        sim = Sim(3, seed=seed)
+        sim.run(2.0)
+        sim.partition({1}, {2, 3})
+        sim.run(2.0)
+        sim.kill(1)
+        sim.run(0.5)
+        sim.start(1)
+        sim.run(4.0)
+        assert sim.view(1).members == {1} and all_agree(sim, {2, 3})
+        installs_before = {i: len(sim.changes[i]) for i in (2, 3)}
+        sim.blocked = {(1, 2), (2, 1)}  # the links come back one at a time: 1-3 first
+        sim.run(0.05 * (seed + 1))
+        sim.heal()
+        sim.run(5.0)
+        assert not sim.evicted[2] and not sim.evicted[3], seed
+        for i in (2, 3):
+            for change in sim.changes[i][installs_before[i]:]:
+                assert {2, 3} <= change.view.members, (seed, change.view)
+        assert all_agree(sim, {1, 2, 3}), seed
