@@ -122,8 +122,10 @@ def listen(root: str | os.PathLike[str]) -> socket.socket:
 Handler = Callable[[Mapping[str, Any]], Any]
 
 
-def handle_line(line: bytes, handlers: Mapping[str, Handler]) -> bytes:
-    """One request line in, one reply line out. A handler raises ControlError to refuse."""
+def handle_line(line: bytes, handlers: Mapping[str, Handler],
+                on_error: Callable[[str, BaseException], None] | None = None) -> bytes:
+    """One request line in, one reply line out. A handler raises ControlError to refuse; any other exception is
+    a bug, answered as `internal_error` (and passed to `on_error`), never raised into the daemon's loop."""
     try:
         message = json.loads(line)
     except ValueError:
@@ -135,9 +137,13 @@ def handle_line(line: bytes, handlers: Mapping[str, Handler]) -> bytes:
         return _reply_error("unknown_command", f"unknown command {message['command']!r}")
     try:
         result = handler(message)
+        return json.dumps({"ok": True, "result": result}).encode() + b"\n"
     except ControlError as exc:
         return _reply_error(exc.code, exc.message)
-    return json.dumps({"ok": True, "result": result}).encode() + b"\n"
+    except Exception as exc:
+        if on_error is not None:
+            on_error(message["command"], exc)
+        return _reply_error("internal_error", f"{message['command']} failed ({type(exc).__name__}); see the log")
 
 
 def _reply_error(code: str, message: str) -> bytes:

@@ -38,9 +38,10 @@ LOG_PATH = Path("var/log/cluster/cman.log")
 EPOCH_FILE = Path("var/lib/cluster/cman_epoch")
 CONFIG_POLL = 0.5  # seconds between checks for a newer accepted configuration
 BOOK_SHARE_SUCCEEDED = 600.0  # seconds a succeeded fence stays in the heartbeats (open ones stay until closed)
-SKEW = 0.5  # seconds of clock difference tolerated when fence records of two nodes are compared
 FENCE_TIMEOUT = 60.0
 EVICTED_EXIT = 3
+CONTROL_DEADLINE = 0.2  # seconds a control client has to send its request line (and to take the reply)
+TWO_NODE_TEXT = "the two-node option requires exactly two nodes with one vote each and expected votes of 1"
 
 log = logging.getLogger("cman")
 
@@ -67,11 +68,18 @@ def running_config(root: Path) -> ClusterConf:
         raise DaemonError(str(exc)) from None  # it names the file and line
 
 
-def accepted_version(root: Path) -> int | None:
-    from ricci_agent.store import ConfigStore
-
-    accepted = ConfigStore(root).accepted()
+def accepted_version(store) -> int | None:  # store: ricci_agent.store.ConfigStore (cached by the index's stat)
+    accepted = store.accepted()
     return accepted.version if accepted is not None else None
+
+
+def two_node_error(cv: ClusterView, nodes: Mapping[int, identity.NodeAddress]) -> bool:
+    """cman refused two_node="1" unless exactly two nodes with one vote each and expected_votes 1 (§5.1): with
+    more nodes, quorum 1 would let both sides of a split act."""
+    if not cv.two_node:
+        return False
+    expected = to_int((cv.cman or {}).get("expected_votes"))
+    return len(nodes) != 2 or any(n.votes != 1 for n in nodes.values()) or expected not in (None, 1)
 
 
 def token_seconds(cv: ClusterView) -> float:
@@ -94,6 +102,9 @@ class Daemon:
         self.root = root
         self.stopping = False
         self.exit_code = 0
+        from ricci_agent.store import ConfigStore  # plain files, no paramiko
+
+        self.store = ConfigStore(root)
         self.conf = running_config(root)
         self.cv = view(self.conf)
         self.config_version = self.conf.config_version or 0
@@ -101,6 +112,8 @@ class Daemon:
         self.nodes = identity.cluster_nodes(self.cv, root)
         self.me = identity.find_self(self.nodes, self.name)
         self.node_names = {a.name for a in self.nodes.values()}
+        if two_node_error(self.cv, self.nodes):
+            raise DaemonError(TWO_NODE_TEXT)
         try:
             self.key = wire.load_key(root)
         except wire.WireError as exc:
@@ -119,6 +132,7 @@ class Daemon:
             raise DaemonError(f"cannot bind {self.me.address}:{self.port}/udp: {exc.strerror}") from None
         self.udp.setblocking(False)
         self.control = control.listen(root)
+        self.clients: dict[socket.socket, tuple[bytearray, float]] = {}  # control clients being read
         self.fence_config = fencing.fence_daemon_config(self.cv.fence_daemon)
         self.book = fencing.FenceBook()
         self.history = fence_agents.FenceHistory(root)
@@ -131,6 +145,7 @@ class Daemon:
         self.quorum_state = cquorum.evaluate(self._quorum_inputs())
         self.joined_at: dict[int, float] = {}  # wall time each member joined (cman_tool nodes "Joined")
         self.fenced_at: dict[str, float] = {}
+        self.victim_incarnations: dict[str, int] = {}  # victim → the incarnation it had when lost (0: never seen)
         self.last_config_check = start
         self.dropped_packets = 0
         self.view_installed_at: float | None = None  # wall time of the last view change (benchmarks read it)
@@ -148,10 +163,16 @@ class Daemon:
         )
 
     def _read_epoch(self) -> int:
+        """The highest epoch this node proposed. Missing: 0 (a new node). Unreadable or corrupt: the daemon
+        refuses to start, since proposing from 0 again could reuse a generation other nodes still hold."""
+        path = self.root / EPOCH_FILE
         try:
-            return int((self.root / EPOCH_FILE).read_text().strip() or 0)
-        except (OSError, ValueError):
+            return int(path.read_text().strip())
+        except FileNotFoundError:
             return 0
+        except (OSError, ValueError, UnicodeDecodeError):
+            raise DaemonError(f"{path} is unreadable or corrupt; remove it only once no node of the cluster is "
+                              "running (a restarted node must never reuse a view generation)") from None
 
     def _write_pid(self) -> None:
         path = self.root / control.PIDFILE
@@ -175,7 +196,7 @@ class Daemon:
     def check_config(self, now: float) -> None:
         """Reload when the ricci agent accepted a newer version (pushed, or pulled by its catch-up)."""
         self.last_config_check = now
-        version = accepted_version(self.root)
+        version = accepted_version(self.store)
         if version is None or version <= self.config_version:
             return
         try:
@@ -184,6 +205,10 @@ class Daemon:
             me = identity.find_self(nodes, self.name)
         except (DaemonError, identity.IdentityError) as exc:
             log.error("Can't get updated config version %d: %s. Activity suspended on this node", version, exc)
+            return
+        if two_node_error(view(conf), nodes):
+            log.error("Can't get updated config version %d: %s. Activity suspended on this node", version,
+                      TWO_NODE_TEXT)
             return
         if me.nodeid != self.me.nodeid or me.address != self.me.address:
             log.error("config version %d changes this node's id or address: restart cman to take it", version)
@@ -204,12 +229,14 @@ class Daemon:
         tick = min(self.engine.settings.interval / 4, 0.025)
         try:
             while not self.stopping:
-                readable, _, _ = select.select([self.udp, self.control], [], [], tick)
+                readable, _, _ = select.select([self.udp, self.control, *self.clients], [], [], tick)
                 now = time.monotonic()
                 if self.udp in readable:
                     self.read_packets(now)
                 if self.control in readable:
                     self.serve_control()
+                if self.clients:
+                    self.serve_clients(readable, now)
                 self.step(time.monotonic())
         finally:
             self.shutdown()
@@ -239,8 +266,13 @@ class Daemon:
         if refused:
             self.dropped_packets += 1
             return
+        body = membership.parse_body(packet.kind, packet.body)
+        if body is None:  # signed by a member but not a body this version reads: dropped, nothing applied
+            self.dropped_packets += 1
+            log.warning("dropped a malformed %s packet from node %d", packet.kind, packet.sender)
+            return
         try:
-            effects = self.engine.receive(packet.sender, packet.incarnation, packet.seq, packet.kind, packet.body, now)
+            effects = self.engine.receive(packet.sender, packet.incarnation, packet.seq, packet.kind, body, now)
         except (ValueError, TypeError, AttributeError, KeyError) as exc:
             # Signed by a member but not understood (a peer of another version, or a bug): dropped, never fatal.
             self.dropped_packets += 1
@@ -313,6 +345,9 @@ class Daemon:
             self.book = fencing.rejoined(self.book, name)
         for name in self.names(change.joined - change.restarted):
             self.book = fencing.rejoined(self.book, name)
+        for n in change.lost - change.left_cleanly:
+            if n in self.nodes:  # which life of the node the fence is for (shared records are matched on it)
+                self.victim_incarnations[self.nodes[n].name] = self.engine.dropped.get(n, 0)
         self.book = fencing.victims_after_view(self.book, previous, members, self.names(change.left_cleanly),
                                                quorate, now, self.fence_config.post_fail_delay)
         if change.lost:
@@ -357,9 +392,19 @@ class Daemon:
         members = self.engine.view.members
         return self.engine.state == membership.MEMBER and bool(members) and min(members) == self.me.nodeid
 
+    def fencer_name(self) -> str | None:
+        members = self.engine.view.members
+        return self.nodes[min(members)].name if members and min(members) in self.nodes else None
+
     def fence_due(self, now: float) -> None:
         if not self.is_fencer():
             return
+        for name, record in self.book.items():
+            if record.state == "running" and name not in self.fencing_now:
+                # Mirrored from a fencer that is gone (or left over): its attempt's end is unknown; try again.
+                self.book = self.book.with_record(fencing.FenceRecord(
+                    name, "pending", now, "the previous fencer did not report a result; fencing again",
+                    next_retry=now + fencing.retry_delay(1), attempts=record.attempts))
         for name in fencing.due(self.book, now, self.quorum_state.quorate, self.confirmed(now)):
             if name in self.fencing_now:
                 continue
@@ -411,17 +456,20 @@ class Daemon:
         if self.first_quorate is not None:
             extra["d"] = 1
         offset = time.time() - now
-        book = {n: [r.state, round(r.since + offset, 3), r.message[:200], r.attempts] for n, r in self.book.items()
+        book = {n: [r.state, round(r.since + offset, 3), r.message[:200], r.attempts,
+                    self.victim_incarnations.get(n, 0)]
+                for n, r in self.book.items()
                 if r.state in fencing.OPEN_STATES or now - r.since < BOOK_SHARE_SUCCEEDED}
         if book:
             extra["f"] = book
         return extra
 
     def merge_peer_books(self, now: float) -> None:
-        """Take what the other members of the view know: a victim they fenced (or an operator acknowledged there)
-        is done here too; a victim open there and unknown here is opened here (the fencer may change hands). A
-        victim that is a member of the view now is never opened again from a stale heartbeat."""
-        offset = time.time() - now
+        """Take what the other members of the view know, matched on the victim's incarnation (the life of the
+        node that was lost), never on clocks: a victim they fenced (or an operator acknowledged there) is done
+        here too; a victim open there and unknown here (or known here only for an older life) is opened here, so
+        the fencer may change hands. A victim that is a member of the view now is never opened from a stale
+        heartbeat."""
         view = self.engine.view
         members = {self.nodes[m].name for m in view.members if m in self.nodes}
         for nodeid in sorted(view.members - {self.me.nodeid}):
@@ -429,32 +477,46 @@ class Daemon:
             entries = peer.extra.get("f") if peer is not None else None
             if not isinstance(entries, dict):
                 continue
-            reporter = self.nodes[nodeid].name
+            reporter = self.nodes[nodeid].name if nodeid in self.nodes else str(nodeid)
             for name, entry in entries.items():
-                if name not in self.node_names or not isinstance(entry, list) or len(entry) != 4:
+                if name not in self.node_names or not isinstance(entry, list) or len(entry) != 5:
                     continue
-                state, since_wall, message, attempts = entry
-                if not isinstance(since_wall, int | float) or not isinstance(state, str):
+                state, since_wall, message, attempts, incarnation = entry
+                if not (isinstance(state, str) and isinstance(incarnation, int) and isinstance(attempts, int)
+                        and isinstance(since_wall, int | float)):
                     continue
-                mine = self.book.get(name)
-                mine_wall = mine.since + offset if mine is not None else None
-                if state == "succeeded":
-                    if mine is not None and mine.state in fencing.OPEN_STATES and since_wall >= mine_wall - SKEW \
-                            and name not in self.fencing_now:
-                        self.book = fencing.record_result(self.book, name, fencing.FenceReport(
-                            "success", f"fenced, reported by {reporter}"), now)
-                        self.fenced_at[name] = since_wall
-                        log.info("fence %s success (reported by %s)", name, reporter)
-                elif state in fencing.OPEN_STATES and name not in members:
-                    newer = mine is None or (mine.state == "succeeded" and since_wall > mine_wall + SKEW)
-                    if newer:
-                        waiting = "manual_wait" if state == "manual_wait" else "pending"
-                        # A fence running there: give it time to finish before trying here.
-                        due = now + (fencing.retry_delay(1) if state == "running" else 0.0)
-                        self.book = self.book.with_record(fencing.FenceRecord(
-                            name, waiting, now, f"{str(message)[:200]} (reported by {reporter})",
-                            next_retry=None if waiting == "manual_wait" else due,
-                            attempts=attempts if isinstance(attempts, int) else 0))
+                self._merge_entry(name, state, since_wall, str(message)[:200], attempts, incarnation, reporter,
+                                  members, now)
+
+    def _merge_entry(self, name: str, state: str, since_wall: float, message: str, attempts: int,
+                     incarnation: int, reporter: str, members: set[str], now: float) -> None:
+        mine = self.book.get(name)
+        same_life = mine is not None and self.victim_incarnations.get(name, 0) == incarnation
+        if state == "succeeded":
+            if same_life and mine.state in fencing.OPEN_STATES and name not in self.fencing_now:
+                self.book = fencing.record_result(self.book, name, fencing.FenceReport(
+                    "success", f"fenced, reported by {reporter}"), now)
+                self.fenced_at[name] = since_wall
+                log.info("fence %s success (reported by %s)", name, reporter)
+            return
+        if state not in fencing.OPEN_STATES or name in members:
+            return
+        if same_life:
+            if mine.state in fencing.OPEN_STATES and mine.state != state and not self.is_fencer() \
+                    and reporter == self.fencer_name():
+                # Mirror the fencer's progress (running, failed, waiting for a manual ack) for status and acks.
+                self.book = self.book.with_record(fencing.FenceRecord(
+                    name, state, now, f"{message} (reported by {reporter})", next_retry=mine.next_retry,
+                    attempts=attempts))
+            return
+        if mine is not None and self.victim_incarnations.get(name, 0) > incarnation:
+            return  # ours is about a later life of the node
+        waiting = "manual_wait" if state == "manual_wait" else "pending"
+        due = now + (fencing.retry_delay(1) if state == "running" else 0.0)  # a fence running there: let it end
+        self.victim_incarnations[name] = incarnation
+        self.book = self.book.with_record(fencing.FenceRecord(
+            name, waiting, now, f"{message} (reported by {reporter})",
+            next_retry=None if waiting == "manual_wait" else due, attempts=attempts))
 
     def domain_exists(self) -> bool:
         """Has another member of the view been in a quorate view before (the fence domain already exists)?"""
@@ -466,17 +528,51 @@ class Daemon:
 
     # -- control requests --------------------------------------------------------------------------------------
     def serve_control(self) -> None:
-        try:
-            conn, _ = self.control.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        with conn:
-            conn.settimeout(1.0)
+        """Accept a control client; its request is read as it arrives (never waiting on the loop)."""
+        for _ in range(16):
             try:
-                line = control._read_line(conn)
-                conn.sendall(control.handle_line(line, self.handlers()))
+                conn, _ = self.control.accept()
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError:
                 return
+            conn.setblocking(False)
+            self.clients[conn] = (bytearray(), time.monotonic() + CONTROL_DEADLINE)
+
+    def serve_clients(self, readable: list, now: float) -> None:
+        """Read what control clients sent; answer a complete request line; drop clients past their deadline
+        (a client that connects and says nothing, or trickles bytes, costs the loop nothing)."""
+        for conn in list(self.clients):
+            buffer, deadline = self.clients[conn]
+            if conn in readable:
+                try:
+                    chunk = conn.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    chunk = None
+                except OSError:
+                    chunk = b""
+                if chunk == b"":
+                    self._drop_client(conn)
+                    continue
+                if chunk:
+                    buffer.extend(chunk)
+            if b"\n" in buffer or len(buffer) > control.MAX_LINE:
+                line = bytes(buffer).split(b"\n", 1)[0]
+                reply = control.handle_line(line, self.handlers(), on_error=self._handler_failed)
+                with contextlib.suppress(OSError):
+                    conn.settimeout(CONTROL_DEADLINE)
+                    conn.sendall(reply)
+                self._drop_client(conn)
+            elif now > deadline:
+                self._drop_client(conn)
+
+    def _drop_client(self, conn: socket.socket) -> None:
+        self.clients.pop(conn, None)
+        with contextlib.suppress(OSError):
+            conn.close()
+
+    def _handler_failed(self, command: str, exc: BaseException) -> None:
+        log.error("control request %r failed: %s (a bug: please report it)", command, type(exc).__name__)
 
     def handlers(self) -> Mapping[str, control.Handler]:
         return {
@@ -617,6 +713,8 @@ class Daemon:
 
     # -- stopping --------------------------------------------------------------------------------------------
     def shutdown(self) -> None:
+        for conn in list(self.clients):
+            self._drop_client(conn)
         if self.qdisk is not None:
             with contextlib.suppress(Exception):
                 self.qdisk.stop()

@@ -4,7 +4,7 @@ Calling convention (rhcs-facts §5.3): the `agent` executable is looked up on PA
 stdin gets `key=value` lines, in this order:
   1. the per-node `<device>` attributes except `name`;
   2. `nodename=<victim>` unless the device already gave one;
-  3. the `<fencedevice>` attributes except `name`: first `agent=`, then the others in document order.
+  3. the `<fencedevice>` attributes except `name`, in document order, `agent=` where it sits (device_attributes).
 No `action` line is added (the agent's default, reboot, applies) unless the config sets one. Exit 0 is success.
 
 Methods are tried in config order; inside a method every device must succeed, the first failing device ends
@@ -33,7 +33,7 @@ from typing import Any
 
 from cluster_conf.cli.common import SECRET_MASK
 from cluster_conf.document import atomic_write
-from cluster_conf.model import ClusterView
+from cluster_conf.model import ClusterView, FenceDevice
 from cluster_conf.schema import is_secret
 
 DEFAULT_TIMEOUT = 60.0  # seconds an agent may run before its whole process group is killed
@@ -139,9 +139,17 @@ def _call(view: ClusterView, victim: str, device_name: str, node_params: Mapping
         return AgentCall(device_name, None, tuple(lines), ERROR_NO_DEVICE)
     if not device.agent:
         return AgentCall(device_name, None, tuple(lines), ERROR_CONFIG_AGENT)
-    lines.append(f"agent={device.agent}")
-    lines.extend(f"{k}={v}" for k, v in device.params.items())
+    lines.extend(f"{k}={v}" for k, v in device_attributes(device))
     return AgentCall(device_name, device.agent, tuple(lines))
+
+
+def device_attributes(device: FenceDevice) -> list[tuple[str, str]]:
+    """The <fencedevice>'s attributes but `name`, in document order with `agent` where it sits (§5.3).
+
+    The order comes from `FenceDevice.attrs` (every attribute, document order) when cluster_conf.model provides it;
+    a model without it keeps `agent` apart from `params`, and then `agent` comes first."""
+    ordered: dict[str, str] = getattr(device, "attrs", None) or {"agent": device.agent or "", **device.params}
+    return [(k, v) for k, v in ordered.items() if k != "name"]
 
 
 # -- running one agent ---------------------------------------------------------------------------------------

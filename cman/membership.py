@@ -158,6 +158,7 @@ class Peer:
     hears: frozenset[int] = frozenset()
     acked: int = -1  # the last of our sequence numbers it reported receiving
     last_seq: int = -1  # the last of its sequence numbers we received (our heartbeats ack it)
+    hb_seq: int = -1  # the sequence number of the heartbeat its state comes from
     config_version: int = 0
     expected: int = 0
     state: str = JOINING
@@ -175,6 +176,58 @@ class Proposal:
     accepted: set[int] = field(default_factory=set)
     nacked: set[int] = field(default_factory=set)
     last_sent: float = 0.0
+    attempt: int = 0  # refused attempts before this one in the same round
+
+
+class _Malformed(Exception):
+    pass
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Malformed
+    return value
+
+
+def _ints(value: object) -> list[int]:
+    if not isinstance(value, list):
+        raise _Malformed
+    return [_int(v) for v in value]
+
+
+def parse_body(kind: str, body: object) -> dict | None:
+    """The body of a packet of `kind` with every field of the right type (defaults for missing ones), or None
+    when a field has the wrong type: a packet is applied whole or not at all."""
+    if not isinstance(body, Mapping):
+        return None
+    try:
+        if kind == HB:
+            acks = body.get("a", {})
+            if not isinstance(acks, Mapping):
+                raise _Malformed
+            extra = body.get("x", {})
+            state = body.get("s", JOINING)
+            if not isinstance(extra, dict) or not isinstance(state, str):
+                raise _Malformed
+            return {"g": _int(body.get("g", 0)), "m": _ints(body.get("m", [])), "c": _int(body.get("c", 0)),
+                    "h": _ints(body.get("h", [])), "a": {str(k): _int(v) for k, v in acks.items()},
+                    "cv": _int(body.get("cv", 0)), "e": _int(body.get("e", 0)), "s": state, "x": extra}
+        if kind in (PROPOSE, COMMIT):
+            return {"g": _int(body.get("g", 0)), "m": _ints(body.get("m", []))}
+        if kind == ACCEPT:
+            return {"g": _int(body.get("g", 0))}
+        if kind == NACK:
+            reason = body.get("reason", "")
+            if not isinstance(reason, str):
+                raise _Malformed
+            return {"g": _int(body.get("g", 0)), "promised": _int(body.get("promised", 0)), "reason": reason}
+        if kind == LEAVE:
+            return {"remove": bool(body.get("remove"))}
+        if kind == EXPECTED:
+            return {"votes": _int(body.get("votes", 0))}
+    except _Malformed:
+        return None
+    return None
 
 
 class Membership:
@@ -200,6 +253,8 @@ class Membership:
         self.expected_override: int | None = None
         self.extra: dict = {}  # the daemon's additions to our heartbeats
         self.conflicts: dict[int, int] = {}  # joiners left out for an older config → the version logged
+        self.refusals: dict[int, tuple[float, float]] = {}  # nodeid → (first, last) "not_coordinator" of a streak
+        self.expected_until = 0.0  # repeat our EXPECTED until members advertise it, or until this time
         self.incarnations: dict[int, int] = {}  # view members (but this node) → incarnation when installed
         self.now = now
 
@@ -276,6 +331,10 @@ class Membership:
         peer = self.peers.get(sender)
         if peer is None or kind not in KINDS:
             return []
+        parsed = parse_body(kind, body)
+        if parsed is None:  # signed by a member, but not a body this version understands: nothing is applied
+            return [Log("warning", f"dropped a malformed {kind} packet from node {sender}")]
+        body = parsed
         effects: list[Effect] = []
         if incarnation < peer.incarnation:
             return []  # an old life of the node (the replay guard normally stops these first)
@@ -292,6 +351,9 @@ class Membership:
         peer.last_heard = now
         peer.last_seq = max(peer.last_seq, seq)
         if kind == HB:
+            if seq <= peer.hb_seq:
+                return effects  # an older heartbeat arriving late must not roll the peer's state back
+            peer.hb_seq = seq
             self._take_heartbeat(peer, body)
             effects += self._maybe_install_from(peer, now)
         elif kind == PROPOSE:
@@ -306,8 +368,8 @@ class Membership:
             peer.left, peer.remove = True, bool(body.get("remove"))
             effects.append(Log("info", f"node {sender} is leaving the cluster" + (" (remove)" if peer.remove else "")))
         elif kind == EXPECTED:
-            votes = int(body.get("votes", 0))
-            if votes > 0:
+            votes = body["votes"]
+            if votes > 0 and self.state == MEMBER and sender in self.view.members:
                 self.expected_override = votes
                 effects.append(ExpectedSet(votes, sender))
         return effects
@@ -320,6 +382,7 @@ class Membership:
             return effects
         if now >= self.next_hb:
             effects.append(self._heartbeat(now))
+            effects += self._repeat_expected(now)
             self.next_hb = now + self.settings.interval
         newer = self.superseded(now)
         if newer and not self.evicted_by:
@@ -335,11 +398,20 @@ class Membership:
         return effects
 
     def set_expected(self, votes: int, now: float) -> list[Effect]:
-        """`cman_tool expected -e votes`: set here and on every member."""
+        """`cman_tool expected -e votes`: set here and on every member (repeated each interval, for up to two
+        tokens, to members whose heartbeats still advertise another value: one lost packet must not undo it)."""
         self.now = now
         self.expected_override = votes
-        others = tuple(sorted(self.view.members - {self.me}))
-        return [self._send(others, EXPECTED, {"votes": votes})] if others else []
+        self.expected_until = now + 2 * self.settings.token
+        return self._repeat_expected(now, force=True)
+
+    def _repeat_expected(self, now: float, force: bool = False) -> list[Effect]:
+        votes = self.expected_override
+        if votes is None or now > self.expected_until:
+            return []
+        behind = tuple(sorted(m for m in self.view.members - {self.me}
+                              if m in self.peers and (force or self.peers[m].expected != votes)))
+        return [self._send(behind, EXPECTED, {"votes": votes})] if behind else []
 
     def leave(self, remove: bool, now: float) -> list[Effect]:
         """Clean leave: tell every node (twice: UDP may drop one), then stop taking part."""
@@ -439,26 +511,35 @@ class Membership:
         desired = self._clique(mutual)
         effects += self._note_conflicts(mutual - desired, now)
         proposal = self.proposal
+        settled = self.state == MEMBER and not self._restarted_members()
         if proposal is not None:
             age = now - proposal.started
-            if proposal.nacked and age >= self.settings.interval:
-                # Refused (a member still hears a lower node, or promised higher): ask again a little later;
-                # members that keep refusing for a whole token are left out, like silent ones.
+            answered = proposal.accepted | proposal.nacked
+            if proposal.nacked and age >= self.settings.interval * 2 ** min(proposal.attempt, 4):
+                # Refused (a member still hears a lower node, or promised higher): ask again under a new
+                # generation; members that keep refusing for a whole token are left out.
                 if now - proposal.round_started > self.settings.token:
                     desired = desired - (proposal.nacked - proposal.accepted)
+                self.proposal = None
+                if desired == self.view.members and settled:
+                    return []
+                # Each refused attempt waits twice as long as the last (at most 16 intervals): a node that
+                # follows a lower node for a while is not flooded with proposals, each an fsync'd epoch.
+                return self._propose(desired, now, proposal.round_started, proposal.attempt + 1)
+            silent = proposal.members - answered
+            gone = silent - self.alive(now)  # silent because dead: go on without them at once
+            stuck = now - proposal.round_started > 2 * self.settings.token  # alive, yet never answering
+            if desired != proposal.members or gone or stuck:
+                if stuck:
+                    desired = (desired & frozenset(answered)) | {self.me}
+                self.proposal = None
+                if desired == self.view.members and settled:
+                    return []
                 return self._propose(desired, now, proposal.round_started)
-            if age <= self.settings.consensus_timeout:
-                return self._repeat_proposal(proposal, now)
-            # No answer from some members: ask again while they still heartbeat (a lost PROPOSE or ACCEPT);
-            # go on without the silent ones, and without anyone once the change has taken a whole token.
-            responders = frozenset(proposal.accepted | proposal.nacked)
-            if now - proposal.round_started > self.settings.token:
-                desired = (desired & responders) | {self.me}
-            self.proposal = None
-            if desired == self.view.members and self.state == MEMBER and not self._restarted_members():
-                return []
-            return self._propose(desired, now, proposal.round_started)
-        if desired == self.view.members and self.state == MEMBER and not self._restarted_members():
+            # Slow answers are waited for (the same generation, repeated): a round trip above the consensus
+            # timeout must not restart the round, or a slow network never agrees.
+            return self._repeat_proposal(proposal, now)
+        if desired == self.view.members and settled:
             return []
         return self._propose(desired, now, now)
 
@@ -502,13 +583,15 @@ class Membership:
             peer = self.peers[n]
             if peer.left or peer.state == LEAVING:
                 continue
+            if self._refusing(n):
+                continue  # it keeps following a lower node we do not hear: asking it again would only churn
             if n not in self.view.members and peer.config_version < self.settings.config_version:
                 continue  # "Node n conflict, remote config version": it pulls the newer one first
             if all(hears(n, c) and hears(c, n) for c in chosen):
                 chosen.append(n)
         return frozenset(chosen)
 
-    def _propose(self, members: frozenset[int], now: float, round_started: float) -> list[Effect]:
+    def _propose(self, members: frozenset[int], now: float, round_started: float, attempt: int = 0) -> list[Effect]:
         epoch = self.max_epoch + 1
         generation = epoch * self.settings.stride + self.me
         self.max_epoch = epoch
@@ -518,7 +601,7 @@ class Membership:
         if members == {self.me}:
             self.proposal = None
             return effects + self._install(view, now)
-        self.proposal = Proposal(generation, members, now, round_started, {self.me}, last_sent=now)
+        self.proposal = Proposal(generation, members, now, round_started, {self.me}, last_sent=now, attempt=attempt)
         others = tuple(sorted(members - {self.me}))
         effects.append(self._send(others, PROPOSE, {"g": generation, "m": sorted(members)}))
         effects.append(Log("debug", f"proposing view {generation}: {sorted(members)}"))
@@ -546,7 +629,8 @@ class Membership:
             # An outsider (a node coming back, a healed partition) may merge into our view, not split it: it has
             # not heard every member yet, and taking us away from one we hear would evict that member.
             reason = "drops_live_member"
-        if reason == "promised_higher" and self.accepted is not None and self.accepted[0].generation == generation:
+        if reason == "promised_higher" and self.accepted is not None and self.accepted[0].generation == generation \
+                and self.accepted[0].members == members and self.accepted[0].coordinator == sender:
             return [self._send((sender,), ACCEPT, {"g": generation})]  # a repeat: our ACCEPT was lost
         if reason:
             return [self._send((sender,), NACK, {"g": generation, "promised": self.promised, "reason": reason})]
@@ -560,6 +644,7 @@ class Membership:
         return any(m in mutual and m not in members for m in self.view.members - {self.me})
 
     def _on_accept(self, sender: int, body: Mapping, now: float) -> list[Effect]:
+        self.refusals.pop(sender, None)
         proposal = self.proposal
         if proposal is None or int(body.get("g", 0)) != proposal.generation or sender not in proposal.members:
             return []
@@ -573,10 +658,24 @@ class Membership:
                 *self._install(view, now)]
 
     def _on_nack(self, sender: int, body: Mapping) -> None:
-        self._note_generation(int(body.get("promised", 0)))
+        self._note_generation(body["promised"])
         proposal = self.proposal
-        if proposal is not None and int(body.get("g", 0)) == proposal.generation:
+        if proposal is not None and body["g"] == proposal.generation:
             proposal.nacked.add(sender)
+            if body["reason"] == "not_coordinator":
+                since, _ = self.refusals.get(sender, (self.now, self.now))
+                self.refusals[sender] = (since, self.now)
+
+    def _refusing(self, nodeid: int) -> bool:
+        """Has `nodeid` refused our proposals as not its coordinator for over a token, lately (3 tokens)?"""
+        streak = self.refusals.get(nodeid)
+        if streak is None:
+            return False
+        since, last = streak
+        if self.now - last > 3 * self.settings.token:
+            del self.refusals[nodeid]  # long quiet: try it again
+            return False
+        return last - since > self.settings.token
 
     def _on_commit(self, sender: int, body: Mapping, now: float) -> list[Effect]:
         generation = int(body.get("g", 0))

@@ -39,15 +39,18 @@ def evaluate(inputs: QuorumInputs) -> QuorumState:
     votes = member_votes(inputs.node_votes, inputs.members)
     total = votes + inputs.qdisk_votes
     expected = max([total, *inputs.member_expected.values()]) if inputs.member_expected else total
-    quorum = quorum_for(expected, total, two_node=inputs.two_node, members=len(inputs.members))
-    if inputs.previous_quorum is not None and not inputs.allow_decrease and not inputs.two_node:
+    # two_node holds only for exactly two configured nodes (cmand refuses to start otherwise, as cman did): with
+    # more, quorum 1 would let both sides of a split act.
+    two_node = inputs.two_node and len(inputs.node_votes) == 2
+    quorum = quorum_for(expected, total, two_node=two_node, members=len(inputs.members))
+    if inputs.previous_quorum is not None and not inputs.allow_decrease and not two_node:
         quorum = max(quorum, inputs.previous_quorum)
     return QuorumState(
         expected_votes=expected,
         total_votes=total,
         quorum=quorum,
         quorate=total >= quorum,
-        two_node=inputs.two_node,
+        two_node=two_node,
         qdisk_votes=inputs.qdisk_votes,
         node_votes=votes,
     )
