@@ -87,6 +87,7 @@ class FenceDevice:
     agent: str | None
     params: dict[str, str]  # every attribute but name and agent
     where: Where
+    attrs: dict[str, str] = field(default_factory=dict)  # every attribute, in document order (fence agents' stdin)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,10 +296,11 @@ class _Builder:
         )
 
     def fence_device(self, el: etree._Element) -> FenceDevice:
-        params = dict(el.attrib)
+        attrs = dict(el.attrib)
+        params = dict(attrs)
         name = params.pop("name", "")
         agent = params.pop("agent", None)
-        return FenceDevice(name, agent, params, self.where(el))
+        return FenceDevice(name, agent, params, self.where(el), attrs)
 
     def domain(self, el: etree._Element) -> FailoverDomain:
         nodes = tuple(
