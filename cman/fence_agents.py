@@ -146,9 +146,9 @@ def _call(view: ClusterView, victim: str, device_name: str, node_params: Mapping
 def device_attributes(device: FenceDevice) -> list[tuple[str, str]]:
     """The <fencedevice>'s attributes but `name`, in document order with `agent` where it sits (§5.3).
 
-    The order comes from `FenceDevice.attrs` (every attribute, document order) when cluster_conf.model provides it;
-    a model without it keeps `agent` apart from `params`, and then `agent` comes first."""
-    ordered: dict[str, str] = getattr(device, "attrs", None) or {"agent": device.agent or "", **device.params}
+    The order is `FenceDevice.attrs` (every attribute, in document order, as cluster_conf.model.view fills it); a
+    FenceDevice built by hand without `attrs` gets `agent` first, then its params."""
+    ordered = device.attrs or {"agent": device.agent or "", **device.params}
     return [(k, v) for k, v in ordered.items() if k != "name"]
 
 

@@ -255,6 +255,8 @@ class Membership:
         self.conflicts: dict[int, int] = {}  # joiners left out for an older config → the version logged
         self.refusals: dict[int, tuple[float, float]] = {}  # nodeid → (first, last) "not_coordinator" of a streak
         self.expected_until = 0.0  # repeat our EXPECTED until members advertise it, or until this time
+        self.last_tick = now
+        self.listen_until = now  # after a stall: no view decisions before this time
         self.incarnations: dict[int, int] = {}  # view members (but this node) → incarnation when installed
         self.now = now
 
@@ -380,6 +382,13 @@ class Membership:
         effects: list[Effect] = []
         if self.state == LEAVING:
             return effects
+        if now - self.last_tick > self.settings.token / 2:
+            # This node did not run for a while (SIGSTOP, a hung VM, starved): everyone looks silent only
+            # because we were not listening. Judge nobody until we have listened again for two intervals.
+            self.listen_until = now + 2 * self.settings.interval
+            effects.append(Log("warning", f"this node was stalled for {now - self.last_tick:.1f} s; "
+                                          "listening before judging anyone"))
+        self.last_tick = now
         if now >= self.next_hb:
             effects.append(self._heartbeat(now))
             effects += self._repeat_expected(now)
@@ -393,7 +402,7 @@ class Membership:
                 effects.append(Evicted(newer, holder.nodeid))
                 effects.append(Log("warning", f"view {newer} of node {holder.nodeid} leaves this node out; "
                                               "stopping all activity"))
-        if not self.evicted_by:
+        if not self.evicted_by and now >= self.listen_until:
             effects += self._coordinate(now)
         return effects
 

@@ -9,10 +9,13 @@ lines ignored; `option` is an alias of `action`; an unknown key prints "Parse er
     lab      the lab's folder (the lab writes it on its fence device); else the parent of $CLUSTER_ROOT
     delay    seconds to wait before off and reboot (breaks two-node fence races)
 
-off = SIGKILL every process of the node (its agent, its daemons, its services), marked stopped in lab.json;
-on = the node boots (its agent, then its cluster daemons); reboot = off then on. Exit codes: 0 success (and
-status ON), 2 status OFF, 1 any failure (one line on stderr). It never powers off the node it runs on (its own
-CLUSTER_ROOT: fence_lab runs as a child of the fencing node's daemon), nor itself or its ancestors.
+off = SIGKILL every process of the node (its agent, its daemons, its services) without waiting for the lab's lock,
+then marked stopped in lab.json (a bounded wait for the lock; failing that, a warning); on = the node boots (its
+agent, started detached so it never descends from the fencer, then its cluster daemons); reboot = off then on,
+a success once the node is off (a failed power-on is a warning on stderr, as in fence-agents). Exit codes: 0
+success (and status ON), 2 status OFF, 1 any failure (one line on stderr). It never powers off the node it runs
+on (its own CLUSTER_ROOT: fence_lab runs as a child of the fencing node's daemon), nor itself or its ancestors of
+the same node (ricci_agent.lab._self_and_ancestors).
 """
 from __future__ import annotations
 
@@ -179,31 +182,44 @@ def is_on(node: LabNode) -> bool:
     return bool(node_processes(node))
 
 
-def power_off(lab: Lab, node: LabNode) -> bool:
-    """SIGKILL every process of the node; False when it was off already."""
-    if not is_on(node):
-        return False
+def power_off(lab: Lab, node: LabNode, errors: TextIO) -> bool:
+    """SIGKILL every process of the node, without waiting behind a lab operation that holds the lab's lock; False
+    when it was off already. A lab.json that could not be updated is a warning on `errors`, not a failure."""
     try:
-        lab.kill(node.name)
+        was_on, warning = lab.power_off(node.name)
     except LabError as exc:
-        if "is not running" in str(exc):  # it went down meanwhile
-            return False
         raise FenceError(str(exc)) from None
-    return True
+    if warning:
+        errors.write(f"Warning: {' '.join(warning.split())}\n")
+    return was_on
 
 
 def power_on(lab: Lab, node: LabNode) -> bool:
-    """Boot the node (its agent, then its cluster daemons); False when it was on already."""
+    """Boot the node (its agent, then its cluster daemons); False when it was on already. The agent is started
+    detached (spawn_agent), so the node's processes never descend from this fencer's daemon."""
     if is_on(node):
         return False
     try:
-        lab.start(node.name)
+        lab.start(node.name, detach=True)
     except LabError as exc:
-        raise FenceError(f"Timed out waiting to power ON: {exc}" if "no hello" in str(exc) else str(exc)) from None
+        reason = " ".join(str(exc).split())
+        raise FenceError(f"Timed out waiting to power ON: {reason}" if "no hello" in reason
+                         else f"Unable to power ON: {reason}") from None
     return True
 
 
-def run(request: Request, out: TextIO, environ: Mapping[str, str]) -> int:
+def reboot(lab: Lab, node: LabNode, errors: TextIO) -> None:
+    """Off, then on. Once the node is off the fence has succeeded: a failed power-on is only a warning, as in
+    fence-agents' fencing.py (it logs "Timed out waiting to power ON" and still prints "Success: Rebooted")."""
+    power_off(lab, node, errors)
+    try:
+        power_on(lab, node)
+    except FenceError as exc:
+        errors.write(f"Warning: {exc} ({node.name} stays OFF)\n")
+
+
+def run(request: Request, out: TextIO, environ: Mapping[str, str], errors: TextIO | None = None) -> int:
+    errors = sys.stderr if errors is None else errors
     if request.action == "metadata":
         out.write(METADATA)
         return EXIT_OK
@@ -223,12 +239,11 @@ def run(request: Request, out: TextIO, environ: Mapping[str, str]) -> int:
     if request.action in ("off", "reboot") and request.delay > 0:
         time.sleep(request.delay)
     if request.action == "off":
-        out.write("Success: Powered OFF\n" if power_off(lab, node) else "Success: Already OFF\n")
+        out.write("Success: Powered OFF\n" if power_off(lab, node, errors) else "Success: Already OFF\n")
     elif request.action == "on":
         out.write("Success: Powered ON\n" if power_on(lab, node) else "Success: Already ON\n")
     else:
-        power_off(lab, node)
-        power_on(lab, node)
+        reboot(lab, node, errors)
         out.write("Success: Rebooted\n")
     return EXIT_OK
 

@@ -5,6 +5,7 @@
     lab.node("node1").root           # that node's CLUSTER_ROOT
     with lab.client() as c: ...      # a RicciClient that every node trusts
     lab.kill("node2"); lab.start("node2")
+    lab.power_off("node2")           # fence_lab off: no wait behind the lab's lock
     lab.down()                       # every agent stopped, none left behind
 
 Layout under the lab folder DIR:
@@ -69,6 +70,8 @@ STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 KILL_GRACE = 3.0  # seconds to wait for a SIGKILLed group to vanish
 PAUSE_GRACE = 2.0  # seconds to wait until every process of a paused node is stopped (state T)
 HELLO_POLL = 0.1
+LOCK_POLL = 0.02
+RECORD_LOCK_WAIT = 1.0  # seconds fence_lab off waits for the lab's lock to record a node it powered off
 NODE_START_TIMEOUT = 60.0  # node.start runs `cman_tool join -w` on the node: bounded by the agent, and by this
 TABLE_PREFIX = "rhcs_lab_"  # nftables: table inet rhcs_lab_<hash of the lab folder> holds a lab's partition
 
@@ -366,22 +369,34 @@ def _parent(pid: int) -> int | None:
     return int(text[text.rfind(")") + 2 :].split()[1])
 
 
+def _environ_root(pid: int) -> bytes | None:
+    """The CLUSTER_ROOT a process was started with (b"" when it has none), or None when its environment cannot be
+    read (gone, or another user's)."""
+    try:
+        entries = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for entry in entries:
+        if entry.startswith(b"CLUSTER_ROOT="):
+            return entry[len(b"CLUSTER_ROOT="):]
+    return b""
+
+
 def _self_and_ancestors() -> set[int]:
-    """This process and its ancestors: never signalled by the lab, even when they carry a node's CLUSTER_ROOT
-    (fence_lab runs as a child of the fencing node's daemon; `localcluster exec node1 -- ...` runs as node1)."""
-    spared: set[int] = set()
-    pid: int | None = os.getpid()
-    while pid and pid not in spared and len(spared) < 1000:
+    """This process, and its ancestors as far up as they run as the same node (the same CLUSTER_ROOT as this
+    process, or none when it has none): never signalled by the lab. fence_lab runs as a child of the fencing node's
+    daemon and `localcluster exec node1 -- ...` runs as node1: those chains are spared. The walk stops at the first
+    ancestor of another node (or one whose environment cannot be read): a process carrying another node's marker
+    is never spared because it happens to be an ancestor (say node1's daemon, if node2 had been booted beneath it),
+    so fencing that node still reaches every one of its processes."""
+    me = os.getpid()
+    spared = {me}
+    own = _environ_root(me)
+    pid = _parent(me)
+    while pid and pid not in spared and len(spared) < 1000 and _environ_root(pid) == own:
         spared.add(pid)
         pid = _parent(pid)
     return spared
-
-
-def _carries(pid: int, marker: bytes) -> bool:
-    try:
-        return marker in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except OSError:
-        return False
 
 
 def node_processes(node: LabNode) -> list[int]:
@@ -389,16 +404,17 @@ def node_processes(node: LabNode) -> list[int]:
     group (its agent's group, and the daemons and services that left it with setsid).
 
     Only the marker counts, never a recorded pid or group: a stale lab.json (after a reboot, say) cannot make the
-    lab signal some other program. This process and its ancestors are never listed."""
+    lab signal some other program. This process, and its ancestors that run as the same node, are never listed
+    (_self_and_ancestors)."""
     if node.pid is not None:
         _reap(node.pid)
-    marker = f"CLUSTER_ROOT={node.root}".encode()
+    marker = str(node.root).encode()
     spared = _self_and_ancestors()
     ours = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             pid = int(entry.name)
-            if pid not in spared and _proc_stat(pid) is not None and _carries(pid, marker):
+            if pid not in spared and _proc_stat(pid) is not None and _environ_root(pid) == marker:
                 ours.append(pid)
     return ours
 
@@ -487,8 +503,13 @@ def agent_command(node: LabNode) -> list[str]:
     return [*base, "serve", "--address", node.address, "--port", str(node.port)]
 
 
-def spawn_agent(node: LabNode) -> int:
-    """Start the node's agent in the background, in its own session, output to its root's log folder."""
+def spawn_agent(node: LabNode, *, detach: bool = False) -> int:
+    """Start the node's agent in the background, in its own session, output to its root's log folder.
+
+    `detach` (fence_lab on/reboot): start it through a short-lived intermediate child (a double fork), so the
+    agent is reparented at once and never descends from the caller, which may be another node's daemon."""
+    if detach:
+        return _spawn_detached(node)
     output = node.root / AGENT_OUTPUT
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "ab") as log:
@@ -503,6 +524,33 @@ def spawn_agent(node: LabNode) -> int:
             close_fds=True,
         )
     return process.pid
+
+
+def _spawn_detached(node: LabNode) -> int:
+    """spawn_agent in a forked child that reports the agent's pid through a pipe and exits without waiting for
+    it. Only for single-threaded callers (fence_lab): fork copies no other thread."""
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # the intermediate: start the agent, report its pid, exit at once
+        code = 1
+        try:
+            os.close(reader)
+            os.write(writer, str(spawn_agent(node)).encode())
+            code = 0
+        except BaseException as exc:  # reported to the parent, which raises LabError
+            with contextlib.suppress(OSError):
+                os.write(writer, f"!{exc}".encode())
+        finally:
+            os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as pipe:
+        reply = pipe.read().decode(errors="replace")
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(child, 0)
+    if not reply.isdigit():
+        reason = reply[1:] if reply.startswith("!") else "the intermediate process died"
+        raise LabError(f"could not start the agent of {node.name}: {' '.join(reason.split())}")
+    return int(reply)
 
 
 def port_free(address: str, port: int) -> bool:
@@ -694,10 +742,24 @@ class Lab:
         _write(self.state_path, json.dumps(state.to_json(self.directory), indent=2) + "\n")
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, timeout: float | None = None) -> Iterator[None]:
+        """Hold the lab's lock (flock on DIR/.lab.lock). With `timeout`, give up after that many seconds with a
+        LabError instead of waiting as long as the holder keeps it."""
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / LOCK_FILE, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            if timeout is None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            else:
+                deadline = time.monotonic() + timeout
+                while True:
+                    try:
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        if time.monotonic() >= deadline:
+                            raise LabError(f"the lab in {self.directory} is busy: another lab operation has held "
+                                           f"{LOCK_FILE} for {timeout:g} s") from None
+                        time.sleep(LOCK_POLL)
             try:
                 yield
             finally:
@@ -753,7 +815,8 @@ class Lab:
     ) -> list[LabNode]:
         """Create the lab (or start the agents of an existing one again), wait until every agent answers `hello`,
         then start every node's cluster daemons (`node.start`: `cman_tool join`) unless `no_daemons`. On any
-        failure the processes started here are stopped again before the error is raised."""
+        failure the processes started here are stopped again before the error is raised. The lab's lock is held
+        while the lab is checked and the agents are spawned and recorded, not during the waits (up to ~80 s)."""
         with self.locked():
             state = self._existing_or_new(nodes, names, cluster_name, first_address, port)
             ensure_authkey(state.nodes)
@@ -770,16 +833,29 @@ class Lab:
                     pid = spawn_agent(node)
                     state.nodes[i] = replace(node, pid=pid)
                     self.save(state)
-                self._wait_hello(state.nodes, timeout)
-                if not no_daemons:
-                    self._start_daemons(state.nodes)
             except BaseException:
-                stop_nodes(state.nodes)
-                for i, node in enumerate(state.nodes):
-                    state.nodes[i] = replace(node, pid=None, paused=False)
-                self.save(state)
+                self._undo_start(state.nodes, locked=True)
                 raise
-            return list(state.nodes)
+        # The waits run without the lock: fence_lab and the other verbs must not queue behind them.
+        try:
+            self._wait_hello(state.nodes, timeout)
+            if not no_daemons:
+                self._start_daemons(state.nodes)
+        except BaseException:
+            self._undo_start(state.nodes)
+            raise
+        return list(state.nodes)
+
+    def _undo_start(self, started: Sequence[LabNode], *, locked: bool = False) -> None:
+        """Stop the nodes an `up` or `start` started, and record them stopped: only those lab.json still names
+        with the pid started here (another operation may have started a node again meanwhile)."""
+        stop_nodes(started)
+        pids = {n.name: n.pid for n in started}
+        with contextlib.nullcontext() if locked else self.locked():
+            state = self.load()
+            state.nodes = [replace(n, pid=None, paused=False) if n.name in pids and n.pid == pids[n.name] else n
+                           for n in state.nodes]
+            self.save(state)
 
     def _existing_or_new(
         self,
@@ -930,10 +1006,12 @@ class Lab:
             self._set_node(state, name, pid=None, paused=False)
             return node.pid
 
-    def start(self, name: str, timeout: float = 20.0, *, no_daemons: bool | None = None) -> LabNode:
+    def start(self, name: str, timeout: float = 20.0, *, no_daemons: bool | None = None,
+              detach: bool = False) -> LabNode:
         """Start one node's agent again, wait until it answers hello, then start its cluster daemons
         (`node.start`) unless `no_daemons` (default: as the lab was brought `up`, with or without daemons).
-        On failure whatever was started is stopped again."""
+        On failure whatever was started is stopped again. The lab's lock is held only while the agent is
+        spawned and recorded, not during the waits. `detach`: see spawn_agent (fence_lab on)."""
         with self.locked():
             state = self.load()
             if no_daemons is None:
@@ -942,17 +1020,36 @@ class Lab:
             if is_agent(node.pid, node):
                 raise LabError(f"{name} is already running (pid {node.pid})")
             self._check_addresses_free([node])
-            node = replace(node, pid=spawn_agent(node), paused=False)
+            node = replace(node, pid=spawn_agent(node, detach=detach), paused=False)
             self._set_node(state, name, pid=node.pid, paused=False)
-            try:
-                self._wait_hello([node], timeout)
-                if not no_daemons:
-                    self._start_daemons([node])
-            except BaseException:
-                stop_nodes([node])
-                self._set_node(state, name, pid=None)
-                raise
-            return node
+        # The waits run without the lock (as in `up`): a fence must never queue behind a node that boots.
+        try:
+            self._wait_hello([node], timeout)
+            if not no_daemons:
+                self._start_daemons([node])
+        except BaseException:
+            self._undo_start([node])
+            raise
+        return node
+
+    def power_off(self, name: str, *, lock_wait: float = RECORD_LOCK_WAIT) -> tuple[bool, str]:
+        """fence_lab off: SIGKILL every process of the node without taking the lab's lock (a lab operation may
+        hold it, and a fence must not wait), then record the node stopped in lab.json, waiting at most
+        `lock_wait` s for the lock. Return (whether the node had processes, a warning when lab.json could not be
+        updated: it then still names the dead agent's pid, which every reader checks against /proc anyway)."""
+        node = self.node(name)
+        if not node_processes(node):
+            return False, ""
+        if kill_nodes([node]):
+            raise LabError(f"{name}'s processes survived SIGKILL: {', '.join(map(str, node_processes(node)))}")
+        try:
+            with self.locked(timeout=lock_wait):
+                state = self.load()
+                if not node_processes(self._find(state, name)):  # not started again meanwhile
+                    self._set_node(state, name, pid=None, paused=False)
+        except LabError as exc:
+            return True, f"{name} is off, but {LAB_FILE} was not updated: {exc}"
+        return True, ""
 
     def pause(self, name: str) -> list[int]:
         """SIGSTOP every process of the node (a hung node: it neither answers nor acts); return their pids."""

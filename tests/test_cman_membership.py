@@ -358,3 +358,22 @@ def test_heal_after_the_minority_restarted_merges_without_evicting_anyone():
             for change in sim.changes[i][installs_before[i]:]:
                 assert {2, 3} <= change.view.members, (seed, change.view)
         assert all_agree(sim, {1, 2, 3}), seed
+
+
+def test_a_node_resumed_in_the_middle_of_its_loop_listens_before_judging():
+    """SIGCONT may land while the daemon is between select() and tick(): its first tick sees every peer silent
+    for longer than the token. It must not conclude they are dead (and form a view of itself) before it has
+    listened again."""
+    sim = Sim(3)
+    sim.run(2.0)
+    old = sim.view(3)
+    sim.paused.add(3)
+    sim.run(3.0)
+    e = sim.engines[3]
+    effects = e.tick(sim.now)  # resumed: the tick runs before the buffered packets are read
+    assert not any(isinstance(x, mb.ViewChange) for x in effects)
+    assert e.view == old
+    sim.resume(3)
+    sim.run(1.0)
+    assert sim.evicted[3], "the resumed node did not learn it was left out"
+    assert all(c.view.members != {3} for c in sim.changes[3]), "it formed a view of itself from stale silence"

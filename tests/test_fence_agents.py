@@ -128,6 +128,18 @@ def test_nodename_given_by_the_device_is_not_repeated():
     assert call.lines == ("nodename=host2.example", "action=off", "agent=fence_x")
 
 
+def test_fencedevice_attributes_keep_document_order_with_agent_where_it_sits():
+    text = b"""<?xml version="1.0"?>
+<cluster name="c" config_version="1"><clusternodes>
+ <clusternode name="n1" nodeid="1"><fence><method name="1"><device name="d" port="7"/></method></fence></clusternode>
+ <clusternode name="n2" nodeid="2"/></clusternodes>
+ <fencedevices><fencedevice name="d" ipaddr="10.0.0.9" agent="fence_dummy" login="root"/></fencedevices>
+</cluster>"""
+    (method,) = device_calls(view(ClusterConf.from_bytes(text)), "n1")
+    assert list(method.calls[0].lines) == ["port=7", "nodename=n1", "ipaddr=10.0.0.9", "agent=fence_dummy",
+                                           "login=root"]
+
+
 def test_config_errors_are_data():
     conf = cluster({"gone": ("fence_x", {}), "noagent": ("fence_y", {})},
                    {"a": [("gone", {})], "b": [("noagent", {})]})

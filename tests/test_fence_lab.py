@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cman import fence_agents
 from ricci_agent.fence_lab import parse_stdin
 from ricci_agent.lab import Lab, free_block, group_members, node_processes
 
@@ -171,3 +173,81 @@ def test_delay_is_waited_before_off(lab: Lab) -> None:
     finally:
         if not node_processes(lab.node("node2")):
             lab.start("node2")
+
+
+def test_on_starts_the_agent_detached_from_the_caller(lab: Lab) -> None:
+    """fence_lab on runs as a child of the fencer's daemon: the node it boots must not descend from it."""
+    lab.kill("node2")
+    try:
+        node = lab.start("node2", detach=True)
+        assert node.pid in node_processes(node)
+        assert _parent(node.pid) != os.getpid(), "the agent is still a child of the process that started it"
+        assert {s.node.name: s.answering for s in lab.status()}["node2"]
+    finally:
+        if not node_processes(lab.node("node2")):
+            lab.start("node2")
+
+
+def _parent(pid: int) -> int:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return int(text[text.rfind(")") + 2:].split()[1])
+
+
+# -- a created (not started) lab: fence_lab against processes that carry a node's marker ----------------------
+def created_lab(tmp_path: Path) -> Lab:
+    lab = Lab(tmp_path / "lab")
+    lab.create(["node1", "node2", "node3"], "fencetest", free_block(3), 11111)  # fence_lab fences every node
+    return lab
+
+
+def fake_node_process(root: Path) -> subprocess.Popen[bytes]:
+    """A process of the node as the lab defines it: it carries the node's CLUSTER_ROOT."""
+    return subprocess.Popen(["sleep", "60"], env={**os.environ, "CLUSTER_ROOT": str(root)}, start_new_session=True)
+
+
+def lab_call(lab: Lab, action: str, node: str) -> fence_agents.AgentCall:
+    """What fence_node sends for the lab's device (run here without a CLUSTER_ROOT: the test is no lab node)."""
+    return fence_agents.AgentCall("labfence", "fence_lab", (f"port={node}", f"nodename={node}", "agent=fence_lab",
+                                                            f"lab={lab.directory}", f"action={action}"))
+
+
+def test_reboot_succeeds_once_the_node_is_off_even_if_power_on_fails(tmp_path: Path) -> None:
+    lab = created_lab(tmp_path)
+    node = lab.node("node2")
+    proc = fake_node_process(node.root)
+    blocker = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # node2's agent port taken: it cannot boot
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind((node.address, node.port))
+    blocker.listen(1)
+    try:
+        result = fence_agents.run_call(lab_call(lab, "reboot", "node2"), timeout=30)
+        assert proc.wait(timeout=5) == -signal.SIGKILL and not node_processes(node), "node2 was powered off"
+        assert result.ok and result.exit_code == 0, f"fence_lab reboot failed although node2 is off: {result.output}"
+        warning, success = result.output.splitlines()  # stderr and stdout share the pipe: the warning comes first
+        assert warning.startswith("Warning: Unable to power ON: ") and warning.endswith("(node2 stays OFF)")
+        assert success == "Success: Rebooted"
+        assert lab.node("node2").pid is None
+    finally:
+        blocker.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_off_is_not_blocked_by_a_lab_operation_holding_the_lock(tmp_path: Path) -> None:
+    lab = created_lab(tmp_path)
+    node = lab.node("node2")
+    proc = fake_node_process(node.root)
+    try:
+        with lab.locked():  # what a lab operation holds (up to seconds: down's SIGTERM grace, say)
+            result = fence_agents.run_call(lab_call(lab, "off", "node2"), timeout=3)
+        assert not result.timed_out, f"fence_lab off blocked on the lab lock: {result.output}"
+        assert result.ok, result.output
+        assert proc.wait(timeout=5) == -signal.SIGKILL and not node_processes(node)
+        warning, success = result.output.splitlines()
+        assert warning.startswith("Warning: node2 is off, but lab.json was not updated: the lab in ")
+        assert success == "Success: Powered OFF"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

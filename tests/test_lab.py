@@ -277,6 +277,52 @@ def test_kill_reaches_a_setsid_child_with_the_marker_and_spares_others(lab: Lab)
         lab.start("node2", no_daemons=True)
 
 
+CHAIN_PROBE = """
+import json, os, subprocess, sys
+from pathlib import Path
+from ricci_agent.lab import LabNode, node_processes
+code, roots, inner = sys.argv[1], sys.argv[2], sys.argv[3:]  # python -c CODE CODE ROOTS [INNER_ROOT]
+if inner:  # the outer process: run the inner one as its child, as a process of the node of INNER_ROOT
+    env = {**os.environ, "CLUSTER_ROOT": inner[0]}
+    sys.exit(subprocess.run([sys.executable, "-c", code, code, roots], env=env, check=False).returncode)
+nodes = {name: LabNode(name, 1, "127.0.0.1", 1, Path(root)) for name, root in json.loads(roots).items()}
+print(json.dumps({"me": os.getpid(), "parent": os.getppid(),
+                  "seen": {name: node_processes(node) for name, node in nodes.items()}}))
+"""
+
+
+def _probe_chain(outer_root: Path, inner_root: Path, roots: dict[str, Path]) -> dict:
+    """A process of `outer_root`'s node runs a child of `inner_root`'s node, which lists node_processes."""
+    argv = [sys.executable, "-c", CHAIN_PROBE, CHAIN_PROBE, json.dumps({k: str(v) for k, v in roots.items()}),
+            str(inner_root)]
+    done = subprocess.run(argv, env={**os.environ, "CLUSTER_ROOT": str(outer_root)}, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_ancestors_are_spared_only_while_they_run_as_the_same_node(tmp_path: Path) -> None:
+    roots = {"node1": tmp_path / "node1", "node2": tmp_path / "node2"}
+    # node2 booted beneath node1's daemon (fence_lab on, before it detached): fencing node1 from node2 must reach
+    # node1's process although it is an ancestor of the caller
+    crossed = _probe_chain(roots["node1"], roots["node2"], roots)
+    assert crossed["parent"] in crossed["seen"]["node1"], "an ancestor of another node is spared"
+    assert crossed["me"] not in crossed["seen"]["node2"], "the caller itself is listed"
+    # `localcluster exec node1 -- ...` runs as node1: the caller and its node1 ancestors are spared
+    same = _probe_chain(roots["node1"], roots["node1"], roots)
+    assert same["seen"]["node1"] == [] and same["seen"]["node2"] == []
+
+
+def test_a_bounded_lock_wait_gives_up_in_one_line(tmp_path: Path) -> None:
+    lab = Lab(tmp_path / "lab")
+    busy = r"^the lab in .* is busy: another lab operation has held \.lab\.lock"
+    # another operation holds it (flock: a second open file conflicts, even in one process)
+    with lab.locked(), pytest.raises(LabError, match=busy), Lab(lab.directory).locked(timeout=0.2):
+        pass
+    with Lab(lab.directory).locked(timeout=0.2):  # free again
+        pass
+
+
 def test_pause_stops_every_process_and_resume_continues_them(lab: Lab) -> None:
     node = lab.node("node3")
     escaped = _sleeper(node.environ())
