@@ -124,9 +124,9 @@ NO_ANSWER_OUTCOME = NO_ANSWER | {HOST_KEY_UNKNOWN, HOST_KEY_CHANGED, AUTH_FAILED
 # command. The commands run with this agent's environment (CLUSTER_ROOT), so the daemons they start stay in the
 # agent's process group (the lab stops, kills and pauses a node by that group). rgmanager joins in step 5.
 DAEMONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("cman", ("cman_tool", "join", "-w", "-t", "30"), ("cman_tool", "leave", "-w", "-t", "20")),
+    ("cman", ("cman_tool", "join", "-w", "-t", "25"), ("cman_tool", "leave", "-w", "-t", "20")),
 )
-DAEMON_TIMEOUT = 40.0
+DAEMON_TIMEOUT = 28.0  # below the client library's long request timeout (30 s): the caller hears the outcome
 
 log = logging.getLogger("ricci")
 

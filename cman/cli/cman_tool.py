@@ -26,7 +26,7 @@ one recorded in its history, `cluster.versions`); a local edit of cluster.conf i
 `cman_tool version -r` pushes it; the agent is found through etc/ricci/ricci.json.
 
 Choices where the original gives no rule: `nodes` prints the incarnation modulo 100000 in the 5-wide Inc
-column (ours are millisecond timestamps); `-F addr` prints the first address; `-F state` prints `Member`,
+column (ours are microsecond timestamps); `-F addr` prints the first address; `-F state` prints `Member`,
 `Not-member` or `Disallowed`, `-F type` the Sts letter. `votes -v` and `kill -n` are not supported.
 
 Exit status: 0 success; 1 any other failure (one line `cman_tool: <message>`); 253 "Unable to retrive the new
