@@ -497,6 +497,9 @@ class Daemon:
                 self.book = fencing.record_result(self.book, name, fencing.FenceReport(
                     "success", f"fenced, reported by {reporter}"), now)
                 self.fenced_at[name] = since_wall
+                self.history.append({"time": since_wall, "actor": reporter, "node": name, "action": "fence",
+                                     "status": "success", "message": f"fenced by {reporter} (reported in its "
+                                                                     "heartbeats)"})
                 log.info("fence %s success (reported by %s)", name, reporter)
             return
         if state not in fencing.OPEN_STATES or name in members:

@@ -81,6 +81,8 @@ def test_a_new_fencer_does_not_fence_again_what_the_old_fencer_fenced(tmp_path, 
     finish(d1, "node5", "success")
     heartbeat(d1, d2)
     assert d2.book["node5"].state == "succeeded"
+    entries = d2.history.entries(node="node5")  # every member's history shows the fence, not only the fencer's
+    assert [(e["actor"], e["status"]) for e in entries] == [("node1", "success")]
     install(d2, 3002, {2, 3, 4}, lost={1}, left={1})  # node1 leaves cleanly: node2 fences from now on
     assert d2.is_fencer() and d2.quorum_state.quorate
     assert "node5" not in fencing.due(d2.book, time.monotonic() + 1, True, True)
