@@ -32,8 +32,8 @@ class ControlError(Exception):
         self.message = message
 
 
-def socket_path(root: str | os.PathLike[str]) -> Path:
-    return Path(root) / SOCKET
+def socket_path(root: str | os.PathLike[str], socket_name: str = SOCKET) -> Path:
+    return Path(root) / socket_name
 
 
 MAX_UNIX_PATH = 107  # sun_path holds 108 bytes with the terminating NUL
@@ -53,9 +53,11 @@ def _short_path(path: Path) -> Iterator[str]:
         os.close(fd)
 
 
-def request(root: str | os.PathLike[str], command: str, *, timeout: float = DEFAULT_TIMEOUT, **args: Any) -> Any:
-    """Send one request to the daemon of the node at `root` and return its result."""
-    path = socket_path(root)
+def request(root: str | os.PathLike[str], command: str, *, timeout: float = DEFAULT_TIMEOUT,
+            socket_name: str = SOCKET, **args: Any) -> Any:
+    """Send one request to the daemon of the node at `root` (cmand; `socket_name` names another daemon's socket,
+    e.g. rgmanager's) and return its result."""
+    path = socket_path(root, socket_name)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         try:
@@ -100,9 +102,9 @@ def _read_line(sock: socket.socket) -> bytes:
     return b"".join(chunks).split(b"\n", 1)[0]
 
 
-def listen(root: str | os.PathLike[str]) -> socket.socket:
+def listen(root: str | os.PathLike[str], socket_name: str = SOCKET) -> socket.socket:
     """The daemon's listening socket (non-blocking), created with mode 0600; a stale socket file is replaced."""
-    path = socket_path(root)
+    path = socket_path(root, socket_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

@@ -12,6 +12,7 @@ var/lib/cluster/cman_epoch, var/lib/cluster/fence_history.jsonl, var/log/cluster
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -40,6 +41,7 @@ CONFIG_POLL = 0.5  # seconds between checks for a newer accepted configuration
 BOOK_SHARE_SUCCEEDED = 600.0  # seconds a succeeded fence stays in the heartbeats (open ones stay until closed)
 FENCE_TIMEOUT = 60.0
 EVICTED_EXIT = 3
+MAX_ANNOUNCEMENT = 512  # bytes of JSON per announced value (it rides in every heartbeat)
 CONTROL_DEADLINE = 0.2  # seconds a control client has to send its request line (and to take the reply)
 TWO_NODE_TEXT = "the two-node option requires exactly two nodes with one vote each and expected votes of 1"
 
@@ -133,6 +135,7 @@ class Daemon:
         self.udp.setblocking(False)
         self.control = control.listen(root)
         self.clients: dict[socket.socket, tuple[bytearray, float]] = {}  # control clients being read
+        self.announcements: dict[str, tuple[Any, float]] = {}  # key → (value, monotonic expiry): cmd_announce
         self.fence_config = fencing.fence_daemon_config(self.cv.fence_daemon)
         self.book = fencing.FenceBook()
         self.history = fence_agents.FenceHistory(root)
@@ -455,6 +458,9 @@ class Daemon:
         extra: dict = {}
         if self.first_quorate is not None:
             extra["d"] = 1
+        announced = self.announced(now)
+        if announced:
+            extra["an"] = announced
         offset = time.time() - now
         book = {n: [r.state, round(r.since + offset, 3), r.message[:200], r.attempts,
                     self.victim_incarnations.get(n, 0)]
@@ -586,6 +592,7 @@ class Daemon:
             "fence_ack": self.cmd_fence_ack,
             "fence_done": self.cmd_fence_done,
             "fence_history": self.cmd_fence_history,
+            "announce": self.cmd_announce,
         }
 
     def cmd_expected(self, args: Mapping[str, Any]) -> dict:
@@ -640,6 +647,27 @@ class Daemon:
         self.fenced_at[name] = time.time()
         return {"node": name, "recorded": True}
 
+    def cmd_announce(self, args: Mapping[str, Any]) -> dict:
+        """A local daemon (rgmanager) publishes a small value in this node's heartbeats under `key`, for `ttl`
+        seconds (it refreshes it while it runs; a value of null withdraws it at once). Every node's status shows
+        every member's announcements: how rgmanager daemons know which peers run one (cman's port-bound rule)."""
+        key, ttl = args.get("key"), args.get("ttl", 3.0)
+        if not isinstance(key, str) or not key or len(key) > 16 or not isinstance(ttl, int | float) or ttl <= 0:
+            raise control.ControlError("bad_request", "announce needs a short 'key' and a positive 'ttl'")
+        value = args.get("value")
+        if value is None:
+            self.announcements.pop(key, None)
+        elif len(json.dumps(value)) > MAX_ANNOUNCEMENT:
+            raise control.ControlError("bad_request", f"an announcement is at most {MAX_ANNOUNCEMENT} bytes")
+        else:
+            self.announcements[key] = (value, time.monotonic() + min(float(ttl), 60.0))
+        return {"key": key}
+
+    def announced(self, now: float) -> dict:
+        for key in [k for k, (_, until) in self.announcements.items() if until < now]:
+            del self.announcements[key]
+        return {k: v for k, (v, _) in self.announcements.items()}
+
     def cmd_fence_history(self, args: Mapping[str, Any]) -> list:
         limit = args.get("limit", 100)
         return self.history.entries(node=args.get("node") or None, limit=limit if isinstance(limit, int) else 100)
@@ -666,6 +694,10 @@ class Daemon:
                                                                                         if peer else 0),
                 "alive": nodeid in alive, "local": nodeid == self.me.nodeid,
                 "last_seq": peer.last_seq if peer else None,
+                "left": bool(peer.left) if peer else False,
+                "announced": (self.announced(now) if nodeid == self.me.nodeid
+                              else (peer.extra.get("an") if peer and nodeid in alive
+                                    and isinstance(peer.extra.get("an"), dict) else {})),
                 "fenced_at": fence_view.get(node.name, {}).get("fenced_at") or self.fenced_at.get(node.name),
             })
         flags = []
@@ -711,6 +743,7 @@ class Daemon:
             if record.next_retry is not None:
                 entry["next_retry"] = record.next_retry + wall_offset
             entry["fenced_at"] = self.fenced_at.get(name)
+            entry["incarnation"] = self.victim_incarnations.get(name, 0)  # the life of the node this is about
             result[name] = entry
         return result
 

@@ -588,7 +588,10 @@ class Membership:
             return b in candidates if a == self.me else (b in self.peers[a].hears)
 
         chosen = [self.me]
-        for n in sorted(candidates - {self.me}):
+        # Members of the current view first, joiners after: a newcomer that has not been heard by everyone yet
+        # must wait for the next round, never push out members that simply have not heard it yet.
+        ordered = sorted(candidates - {self.me}, key=lambda n: (n not in self.view.members, n))
+        for n in ordered:
             peer = self.peers[n]
             if peer.left or peer.state == LEAVING:
                 continue

@@ -34,6 +34,8 @@ def build_parser() -> Parser:
     serve = sub.add_parser("serve", help="run the agent in the foreground")
     serve.add_argument("--address", help="address to listen on (default: ricci.json's, else 127.0.0.1)")
     serve.add_argument("--port", help="port to listen on (default: ricci.json's, else 11111)")
+    serve.add_argument("--boot", action="store_true",
+                       help="also start this node's cluster daemons (cman, rgmanager) once listening")
     sub.add_parser("keygen", help="create the host key and this node's client key if missing")
     fp = sub.add_parser("fingerprint", help="print the host key's SHA256 fingerprint")
     fp.add_argument("--client", action="store_true", help="the client key's fingerprint instead")
@@ -120,7 +122,7 @@ def _serve(opts: Any) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        serve(root, opts.address, port, stop=stop)
+        serve(root, opts.address, port, stop=stop, boot=opts.boot)
     except OSError as exc:
         raise CliError(f"cannot listen: {exc.strerror or exc}") from None
     return 0

@@ -195,12 +195,13 @@ def power_off(lab: Lab, node: LabNode, errors: TextIO) -> bool:
 
 
 def power_on(lab: Lab, node: LabNode) -> bool:
-    """Boot the node (its agent, then its cluster daemons); False when it was on already. The agent is started
-    detached (spawn_agent), so the node's processes never descend from this fencer's daemon."""
+    """Power the node on: its agent is started (detached: never a descendant of this fencer's daemon) and boots
+    the node's cluster daemons by itself, as a machine does; like a power switch, this does not wait for the
+    boot. False when it was on already."""
     if is_on(node):
         return False
     try:
-        lab.start(node.name, detach=True)
+        lab.start(node.name, detach=True, boot=True)
     except LabError as exc:
         reason = " ".join(str(exc).split())
         raise FenceError(f"Timed out waiting to power ON: {reason}" if "no hello" in reason

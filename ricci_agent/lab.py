@@ -13,6 +13,8 @@ Layout under the lab folder DIR:
     DIR/lab.json                     what is running: nodes, addresses, ports, roots, pids, host key fingerprints
     DIR/<node>/                      the node's CLUSTER_ROOT (etc/cluster, etc/ricci, etc/hosts, var/...)
     DIR/_client/etc/ricci/           the lab's own client key and known_hosts (the lab, tests and scripts use it)
+    DIR/_lab/<service>               the LSB scripts of the lab's services (ricci_agent.lab_services): the sample
+                                     `webservice` serving `nodeN server` on 127.0.0.222:8080 by default
 
 Every node's client key (and the lab's) is authorised on every node, and every host key is pinned in every
 known_hosts, so the agents can propagate among themselves and the lab can call any of them. Each agent runs in
@@ -41,6 +43,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ricci_agent import lab_services
+from ricci_agent.lab_services import LabService
+
 if TYPE_CHECKING:
     from ricci_agent.client import RicciClient
 
@@ -60,7 +65,7 @@ AUTHOR = "localcluster up"  # who wrote version 1, in each node's configuration 
 FENCE_DEVICE = "labfence"
 FENCE_AGENT = "fence_lab"
 FENCE_LAB_ATTRIBUTE = "lab"  # the labfence device names the lab's folder: how fence_lab finds the lab
-FAILOVER_DOMAIN = "labdomain"
+FAILOVER_DOMAIN = lab_services.LAB_DOMAIN  # "labdomain"
 TOKEN_MS = 1000  # <totem token>: the lab detects a failed node within a second (cman's default is 10000)
 POST_JOIN_DELAY = 3  # <fence_daemon post_join_delay>: what luci wrote for new clusters (fenced's default is 6)
 AUTHKEY = "etc/cluster/authkey"  # the cluster key every node shares (0600, 64 random bytes)
@@ -162,6 +167,7 @@ class LabState:
     nodes: list[LabNode] = field(default_factory=list)
     partition: list[list[str]] | None = None  # the groups of the current partition (None: healed)
     daemons: bool = True  # do nodes start their cluster daemons when they boot (`up --no-daemons`: no)
+    ledger: str | None = None  # the nemesis' ledger: kill, stop, down and fence_lab off record "off" there
 
     def to_json(self, directory: Path) -> dict[str, Any]:
         return {
@@ -172,6 +178,7 @@ class LabState:
             "nodes": [n.to_json() for n in self.nodes],
             "partition": self.partition,
             "daemons": self.daemons,
+            "ledger": self.ledger,
         }
 
 
@@ -217,13 +224,19 @@ def node_address(index: int, first: str = FIRST_ADDRESS) -> str:
 
 # -- the files of a node's root -----------------------------------------------------------------------------
 def lab_cluster_conf(
-    cluster_name: str, names: Sequence[str], port: int = AGENT_PORT, lab_dir: Path | None = None
+    cluster_name: str,
+    names: Sequence[str],
+    port: int = AGENT_PORT,
+    lab_dir: Path | None = None,
+    *,
+    services: Sequence[LabService] = (),
 ) -> bytes:
     """The lab's first cluster.conf (version 1): every node with 1 vote and its nodeid, fenced by the lab's
     fence device, and an ordered failover domain holding all nodes in order (two nodes get cman two_node).
     Agents on another port than 11111 are named on each clusternode (`ricci_port`), which is how peers find them.
     The lab's timings: `<totem token="1000"/>` and `<fence_daemon post_join_delay="3"/>`; the fence device names
-    the lab's folder (`lab="<lab_dir>"`) when it is given, for fence_lab."""
+    the lab's folder (`lab="<lab_dir>"`) when it is given, for fence_lab. `services` (which need `lab_dir`: their
+    scripts live in DIR/_lab) are added under `<rm>` (add_lab_services)."""
     from cluster_conf import edit, validate
     from ricci_agent.server import PORT_ATTRIBUTE
 
@@ -239,10 +252,42 @@ def lab_cluster_conf(
     edit.add_domain(
         conf, FAILOVER_DOMAIN, ordered=True, members=[(name, i) for i, name in enumerate(names, start=1)]
     )
+    if services:
+        if lab_dir is None:
+            raise LabError("the lab's services need the lab folder (their scripts live in DIR/_lab)")
+        add_lab_services(conf, services, lab_dir)
     errors = [r for r in validate(conf, lint=False) if r.is_error]
     if errors:  # a bug in this module, not bad input: the names were checked already
         raise LabError(f"the generated cluster.conf is invalid: {errors[0].format('cluster.conf')}")
     return conf.to_bytes()
+
+
+def add_lab_services(conf: Any, services: Sequence[LabService], lab_dir: Path) -> None:
+    """Each service under `<rm>`: global resources (an `ip` with monitor_link 0 for a service with an address,
+    then a `script` named like the service, file DIR/_lab/<service>) referenced by the service, which runs in its
+    domain with its recovery policy and autostart. The scripts themselves are written by Lab.create."""
+    from cluster_conf import edit
+
+    for service in services:
+        refs = []
+        if service.address:
+            edit.add_resource(conf, "ip", {"address": service.address, "monitor_link": "0"})
+            refs.append(("ip", service.address))
+        script = str(lab_services.script_path(lab_dir, service.name))
+        edit.add_resource(conf, "script", {"name": service.name, "file": script})
+        refs.append(("script", service.name))
+        attrs = {"recovery": service.recovery, "autostart": "1" if service.autostart else "0"}
+        if service.domain:
+            attrs = {"domain": service.domain, **attrs}
+        edit.add_service(conf, service.name, attrs)
+        for rtype, key in refs:
+            edit.add_child_resource(conf, service.name, rtype, {"ref": key})
+
+
+def default_services(first_address: str) -> list[LabService]:
+    """The lab's sample service: `webservice` in labdomain, an ip resource (.222 of the nodes' /24) and a script
+    serving `nodeN server` on port 8080 of that address."""
+    return [lab_services.web_service(lab_services.web_address(first_address))]
 
 
 def hosts_file(nodes: Sequence[LabNode]) -> str:
@@ -496,25 +541,27 @@ def is_agent(pid: int | None, node: LabNode) -> bool:
     return b"serve" in argv and node.address.encode() in argv and str(node.port).encode() in argv
 
 
-def agent_command(node: LabNode) -> list[str]:
-    """`ricci serve` for this node: the console script next to this Python, else the module."""
+def agent_command(node: LabNode, *, boot: bool = False) -> list[str]:
+    """`ricci serve` for this node: the console script next to this Python, else the module. `boot`: the agent
+    starts the node's cluster daemons by itself once it listens (a machine powering on with cman and rgmanager
+    enabled)."""
     script = Path(sys.executable).parent / "ricci"
     base = [str(script)] if script.exists() else [sys.executable, "-m", "ricci_agent.cli"]
-    return [*base, "serve", "--address", node.address, "--port", str(node.port)]
+    return [*base, "serve", "--address", node.address, "--port", str(node.port), *(["--boot"] if boot else [])]
 
 
-def spawn_agent(node: LabNode, *, detach: bool = False) -> int:
+def spawn_agent(node: LabNode, *, detach: bool = False, boot: bool = False) -> int:
     """Start the node's agent in the background, in its own session, output to its root's log folder.
 
     `detach` (fence_lab on/reboot): start it through a short-lived intermediate child (a double fork), so the
     agent is reparented at once and never descends from the caller, which may be another node's daemon."""
     if detach:
-        return _spawn_detached(node)
+        return _spawn_detached(node, boot)
     output = node.root / AGENT_OUTPUT
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "ab") as log:
         process = subprocess.Popen(
-            agent_command(node),
+            agent_command(node, boot=boot),
             cwd=node.root,
             env=node.environ(),
             stdin=subprocess.DEVNULL,
@@ -526,7 +573,7 @@ def spawn_agent(node: LabNode, *, detach: bool = False) -> int:
     return process.pid
 
 
-def _spawn_detached(node: LabNode) -> int:
+def _spawn_detached(node: LabNode, boot: bool = False) -> int:
     """spawn_agent in a forked child that reports the agent's pid through a pipe and exits without waiting for
     it. Only for single-threaded callers (fence_lab): fork copies no other thread."""
     reader, writer = os.pipe()
@@ -535,7 +582,7 @@ def _spawn_detached(node: LabNode) -> int:
         code = 1
         try:
             os.close(reader)
-            os.write(writer, str(spawn_agent(node)).encode())
+            os.write(writer, str(spawn_agent(node, boot=boot)).encode())
             code = 0
         except BaseException as exc:  # reported to the parent, which raises LabError
             with contextlib.suppress(OSError):
@@ -734,6 +781,7 @@ class Lab:
                 [LabNode.from_json(n) for n in data["nodes"]],
                 [[str(name) for name in group] for group in partition] if partition else None,
                 bool(data.get("daemons", True)),
+                str(data["ledger"]) if data.get("ledger") else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise LabError(f"{self.state_path} is not a lab description (bad or missing {exc})") from None
@@ -812,13 +860,15 @@ class Lab:
         port: int = AGENT_PORT,
         timeout: float | None = None,
         no_daemons: bool = False,
+        services: bool | Sequence[LabService] = True,
     ) -> list[LabNode]:
         """Create the lab (or start the agents of an existing one again), wait until every agent answers `hello`,
-        then start every node's cluster daemons (`node.start`: `cman_tool join`) unless `no_daemons`. On any
+        then start every node's cluster daemons (`node.start`: `cman_tool join`) unless `no_daemons`. `services`:
+        what a new lab's cluster.conf runs (Lab.create); ignored for an existing lab. On any
         failure the processes started here are stopped again before the error is raised. The lab's lock is held
         while the lab is checked and the agents are spawned and recorded, not during the waits (up to ~80 s)."""
         with self.locked():
-            state = self._existing_or_new(nodes, names, cluster_name, first_address, port)
+            state = self._existing_or_new(nodes, names, cluster_name, first_address, port, services)
             ensure_authkey(state.nodes)
             state.daemons = not no_daemons
             running = [n.name for n in state.nodes if is_agent(n.pid, n)]
@@ -864,6 +914,7 @@ class Lab:
         cluster_name: str,
         first_address: str,
         port: int,
+        services: bool | Sequence[LabService] = True,
     ) -> LabState:
         if self.exists():
             state = self.load()
@@ -877,7 +928,8 @@ class Lab:
             return state
         if not 1 <= port <= 65535:
             raise LabError(f"port {port} is not between 1 and 65535")
-        return self.create(node_names(nodes, names), check_cluster_name(cluster_name), first_address, port)
+        return self.create(node_names(nodes, names), check_cluster_name(cluster_name), first_address, port,
+                           services=services)
 
     def create(
         self,
@@ -888,11 +940,16 @@ class Lab:
         *,
         config: bytes | None = None,
         settings: Mapping[str, Any] | None = None,
+        services: bool | Sequence[LabService] = True,
     ) -> LabState:
-        """Write every node's root (keys, trust, cluster.conf, etc/hosts, ricci.json) and lab.json.
+        """Write every node's root (keys, trust, cluster.conf, etc/hosts, ricci.json), the services' scripts
+        (DIR/_lab/) and lab.json.
 
         `config` replaces the lab's own first cluster.conf (it must be valid: it is installed as every node's
-        accepted version); `settings` are added to every node's ricci.json. Tests use both."""
+        accepted version); `settings` are added to every node's ricci.json. Tests use both. `services`: True (the
+        default) is the sample `webservice` (default_services), False none, or a list of LabService (the
+        nemesis' ledger services, say); their scripts are written in any case, and they go into the lab's own
+        cluster.conf when `config` is not given (a test's own `config` refers to them by script_path)."""
         if self.directory.exists() and any(p.name != LOCK_FILE for p in self.directory.iterdir()):
             raise LabError(f"{self.directory} exists and is not a lab (no {LAB_FILE}); choose an empty or new --dir")
         lab_nodes = [
@@ -901,10 +958,18 @@ class Lab:
         ]
         from ricci_agent.store import ConfigStore, check_candidate
 
-        first_config = lab_cluster_conf(cluster_name, names, port, self.directory) if config is None else config
+        if services is True:
+            services = default_services(first_address)
+        elif services is False:
+            services = []
+        first_config = (lab_cluster_conf(cluster_name, names, port, self.directory, services=services)
+                        if config is None else config)
         candidate = check_candidate(first_config, "the lab's cluster.conf")
         hosts = hosts_file(lab_nodes)
+        scripts_dir = self.directory / lab_services.SCRIPTS_DIR
         try:
+            for service in services:
+                lab_services.write_script(self.directory, service)
             for node in lab_nodes:
                 make_root(node.root)
                 ConfigStore(node.root).install(candidate, author=AUTHOR)  # in the history, as if pushed
@@ -915,7 +980,7 @@ class Lab:
             state = LabState(cluster_name, [replace(n, fingerprint=fingerprints[n.name]) for n in lab_nodes])
             self.save(state)
         except BaseException:  # leave no half-made lab behind: a retry would find a folder that is not a lab
-            for root in [n.root for n in lab_nodes] + [self.client_root]:
+            for root in [n.root for n in lab_nodes] + [self.client_root, scripts_dir]:
                 shutil.rmtree(root, ignore_errors=True)
             raise
         return state
@@ -974,6 +1039,7 @@ class Lab:
             state = self.load()
             running = [n for n in state.nodes if node_processes(n)]
             survivors = {n.name for n in stop_nodes(running, grace)}
+            self._record_off(state, [n.name for n in running if n.name not in survivors], "down")
             state.nodes = [n if n.name in survivors else replace(n, pid=None, paused=False) for n in state.nodes]
             self.save(state)
             self._heal(state, quiet=True)
@@ -991,11 +1057,18 @@ class Lab:
                 raise LabError(f"{name} is not running")
             if kill_nodes([node]):
                 raise LabError(f"{name}'s processes survived SIGKILL: {', '.join(map(str, node_processes(node)))}")
+            self._record_off(state, [name], "kill")
             self._set_node(state, name, pid=None, paused=False)
             return node.pid
 
     def stop(self, name: str, grace: float = STOP_GRACE) -> int | None:
-        """Stop one node cleanly (SIGTERM to its processes, then SIGKILL after `grace` s)."""
+        """Shut one node down cleanly, as `shutdown -h` does on a cluster node: its cluster daemons stop first
+        (`node.stop`: rgmanager stops its services, which then move by the normal rules, and cman leaves the
+        cluster), then SIGTERM to its processes and SIGKILL after `grace` s."""
+        node = self.node(name)
+        if self.load().daemons and is_agent(node.pid, node) and not node.paused:
+            with contextlib.suppress(Exception), self.client(connect_timeout=2.0) as client:
+                client.call(*node.endpoint, "node.stop")
         with self.locked():
             state = self.load()
             node = self._find(state, name)
@@ -1003,11 +1076,12 @@ class Lab:
                 raise LabError(f"{name} is not running")
             if stop_nodes([node], grace):
                 raise LabError(f"{name}'s processes survived SIGKILL: {', '.join(map(str, node_processes(node)))}")
+            self._record_off(state, [name], "stop")
             self._set_node(state, name, pid=None, paused=False)
             return node.pid
 
     def start(self, name: str, timeout: float = 20.0, *, no_daemons: bool | None = None,
-              detach: bool = False) -> LabNode:
+              detach: bool = False, boot: bool = False) -> LabNode:
         """Start one node's agent again, wait until it answers hello, then start its cluster daemons
         (`node.start`) unless `no_daemons` (default: as the lab was brought `up`, with or without daemons).
         On failure whatever was started is stopped again. The lab's lock is held only while the agent is
@@ -1020,8 +1094,10 @@ class Lab:
             if is_agent(node.pid, node):
                 raise LabError(f"{name} is already running (pid {node.pid})")
             self._check_addresses_free([node])
-            node = replace(node, pid=spawn_agent(node, detach=detach), paused=False)
+            node = replace(node, pid=spawn_agent(node, detach=detach, boot=boot and not no_daemons), paused=False)
             self._set_node(state, name, pid=node.pid, paused=False)
+        if boot:
+            return node  # powered on: the node boots by itself (its agent starts its daemons), nobody waits
         # The waits run without the lock (as in `up`): a fence must never queue behind a node that boots.
         try:
             self._wait_hello([node], timeout)
@@ -1037,11 +1113,13 @@ class Lab:
         hold it, and a fence must not wait), then record the node stopped in lab.json, waiting at most
         `lock_wait` s for the lock. Return (whether the node had processes, a warning when lab.json could not be
         updated: it then still names the dead agent's pid, which every reader checks against /proc anyway)."""
-        node = self.node(name)
+        state = self.load()
+        node = self._find(state, name)
         if not node_processes(node):
             return False, ""
         if kill_nodes([node]):
             raise LabError(f"{name}'s processes survived SIGKILL: {', '.join(map(str, node_processes(node)))}")
+        self._record_off(state, [name], "fence")
         try:
             with self.locked(timeout=lock_wait):
                 state = self.load()
@@ -1074,6 +1152,27 @@ class Lab:
             _signal(pids, signal.SIGCONT)
             self._set_node(state, name, paused=False)
             return pids
+
+    # -- the nemesis' ledger ---------------------------------------------------------------------------------
+    def set_ledger(self, path: str | os.PathLike[str] | None) -> None:
+        """Record the nemesis' ledger in lab.json (None: no ledger). From then on every node that `kill`, `stop`,
+        `down` or `power_off` (fence_lab off) leaves without processes gets an "off" line there, written after its
+        processes are gone: `{"node", "event": "off", "time", "cause": "kill"|"stop"|"down"|"fence"}`."""
+        with self.locked():
+            state = self.load()
+            state.ledger = str(Path(path).absolute()) if path is not None else None
+            self.save(state)
+
+    @property
+    def ledger(self) -> Path | None:
+        ledger = self.load().ledger
+        return Path(ledger) if ledger else None
+
+    @staticmethod
+    def _record_off(state: LabState, names: Sequence[str], cause: str) -> None:
+        if state.ledger:
+            for name in names:
+                lab_services.record_off(state.ledger, name, cause)
 
     def _set_node(self, state: LabState, name: str, **changes: Any) -> None:
         state.nodes = [replace(n, **changes) if n.name == name else n for n in state.nodes]

@@ -123,8 +123,10 @@ NO_ANSWER_OUTCOME = NO_ANSWER | {HOST_KEY_UNKNOWN, HOST_KEY_CHANGED, AUTH_FAILED
 # Cluster daemons node.start / node.stop manage, in start order (stopped in reverse): name, start command, stop
 # command. The commands run with this agent's environment (CLUSTER_ROOT), so the daemons they start stay in the
 # agent's process group (the lab stops, kills and pauses a node by that group). rgmanager joins in step 5.
-DAEMONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("cman", ("cman_tool", "join", "-w", "-t", "25"), ("cman_tool", "leave", "-w", "-t", "20")),
+DAEMONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], str], ...] = (
+    ("cman", ("cman_tool", "join", "-w", "-t", "25"), ("cman_tool", "leave", "-w", "-t", "20"),
+     "var/run/cluster/cman.sock"),
+    ("rgmanager", ("rgmanager",), ("rgmanager", "--stop"), "var/run/cluster/rgmanager.sock"),
 )
 DAEMON_TIMEOUT = 28.0  # below the client library's long request timeout (30 s): the caller hears the outcome
 
@@ -427,18 +429,18 @@ class Agent:
         """Start this node's cluster daemons (cman first), as `service cman start` did; one already running is
         left alone."""
         log.info("node.start requested via %s", caller.author)
-        return self._daemons("start", [(name, start) for name, start, _ in DAEMONS])
+        return self._daemons("start", [(name, start, sock) for name, start, _, sock in DAEMONS])
 
     def node_stop(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         log.info("node.stop requested via %s", caller.author)
-        return self._daemons("stop", [(name, stop) for name, _, stop in reversed(DAEMONS)])
+        return self._daemons("stop", [(name, stop, sock) for name, _, stop, sock in reversed(DAEMONS)])
 
-    def _daemons(self, action: str, commands: list[tuple[str, tuple[str, ...]]]) -> dict[str, Any]:
+    def _daemons(self, action: str, commands: list[tuple[str, tuple[str, ...], str]]) -> dict[str, Any]:
         from cman import control
 
         results: dict[str, Any] = {}
-        for name, argv in commands:
-            running = self._cman_answers(control)
+        for name, argv, socket_name in commands:
+            running = self._answers(control, socket_name)
             if (action == "start" and running) or (action == "stop" and not running):
                 results[name] = {"ok": True, "message": f"{name} is already {'running' if running else 'stopped'}"}
                 continue
@@ -447,9 +449,9 @@ class Agent:
                 raise RicciError(DAEMON_FAILED, f"{action} of {name} failed: {results[name]['message']}")
         return {"action": action, "daemons": results}
 
-    def _cman_answers(self, control) -> bool:
+    def _answers(self, control, socket_name: str) -> bool:
         try:
-            control.request(self.root, "status", timeout=1.0)
+            control.request(self.root, "status", timeout=1.0, socket_name=socket_name)
         except control.ControlError:
             return False
         return True
@@ -1145,9 +1147,17 @@ def load_host_key(root: Path) -> paramiko.PKey:
     return paramiko.Ed25519Key.from_private_key_file(str(root / keys.HOST_KEY))
 
 
+def _boot_daemons(agent: Agent) -> None:
+    try:
+        agent.node_start({}, Caller("boot", "local"))
+    except RicciError as exc:
+        log.error("starting the cluster daemons at boot failed: %s", exc.message)
+
+
 def serve(root: Path, address: str | None = None, port: int | None = None, ready: Callable[[str], None] | None = None,
-          stop: threading.Event | None = None) -> None:
-    """Run the agent until `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
+          stop: threading.Event | None = None, boot: bool = False) -> None:
+    """Run the agent until `stop` is set (the CLI sets it on SIGTERM/SIGINT). With `boot`, it also starts this
+    node's cluster daemons once it listens (as a machine whose cman and rgmanager are enabled at boot does)."""
     settings = AgentSettings.load(root)
     if address is not None or port is not None:
         settings = dataclasses.replace(settings, address=address or settings.address, port=port or settings.port)
@@ -1165,6 +1175,8 @@ def serve(root: Path, address: str | None = None, port: int | None = None, ready
     log.info("listening on %s:%d as %s (host key %s)", settings.address, settings.port, settings.node_name, fp)
     catch_up = threading.Thread(target=agent.catch_up_loop, daemon=True, name="ricci-catch-up")
     catch_up.start()
+    if boot:
+        threading.Thread(target=_boot_daemons, args=(agent,), daemon=True, name="ricci-boot").start()
     if ready is not None:
         ready(fp)
     try:

@@ -280,6 +280,8 @@ def test_leave_remove_lowers_quorum_and_expected_votes_can_be_set(make_lab):
     out = cman_tool(lab, "node3", "leave", "remove")
     assert out.returncode == 0, out.stderr
     wait_for("node1 without node3", lambda: members(lab, "node1") == ["node1", "node2"], timeout=10)
+    # node2 lowers its expected votes when it installs the view; node1 sees it in node2's next heartbeat.
+    wait_for("expected votes 2", lambda: status(lab, "node1")["quorum"]["expected_votes"] == 2, timeout=5)
     s = status(lab, "node1")
     assert s["quorum"]["expected_votes"] == 2 and s["quorum"]["quorum"] == 2 and s["quorum"]["quorate"]
     assert not fence_successes(lab, "node1", "node3")  # a clean leave is not fenced

@@ -54,6 +54,8 @@ class Sim:
         inc = incarnation if incarnation is not None else int(self.now * 1000) + 1
         # What the daemon keeps in var/lib/cluster/cman_epoch: the highest epoch this node proposed.
         self.engines[i] = mb.Membership(self.settings(i), inc, self.now, epoch_floor=self.persisted.get(i, 0))
+        # Real nodes heartbeat out of phase with each other.
+        self.engines[i].next_hb = self.now + self.rng.uniform(0, self.engines[i].settings.interval)
         self.alive.add(i)
         self.changes.setdefault(i, [])
         self.evicted.setdefault(i, [])
@@ -377,3 +379,22 @@ def test_a_node_resumed_in_the_middle_of_its_loop_listens_before_judging():
     sim.run(1.0)
     assert sim.evicted[3], "the resumed node did not learn it was left out"
     assert all(c.view.members != {3} for c in sim.changes[3]), "it formed a view of itself from stale silence"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_low_nodeid_rejoining_never_costs_the_others_their_membership(seed):
+    """node2 restarts in a 5-node cluster: the coordinator must not build its clique around the newcomer (who
+    hears nobody yet) and leave out the members that have not heard it yet: that would evict three healthy nodes."""
+    sim = Sim(5, seed=seed)
+    sim.run(2.0)
+    sim.kill(2)
+    sim.run(2.0)
+    assert all_agree(sim, {1, 3, 4, 5})
+    marks = {i: len(sim.changes[i]) for i in (1, 3, 4, 5)}
+    sim.start(2)
+    sim.run(4.0)
+    assert all_agree(sim, {1, 2, 3, 4, 5})
+    for i in (1, 3, 4, 5):
+        assert not sim.evicted[i]
+        for change in sim.changes[i][marks[i]:]:
+            assert {1, 3, 4, 5} <= change.view.members, change.view

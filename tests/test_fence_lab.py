@@ -24,6 +24,15 @@ pytest.importorskip("paramiko", reason="paramiko is not installed (pip install -
 FENCE_LAB = str(Path(sys.executable).parent / "fence_lab")
 
 
+def answering_soon(lab: Lab, name: str, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if {s.node.name: s.answering for s in lab.status()}[name]:
+            return True
+        time.sleep(0.2)
+    return False
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = Lab(tmp_path_factory.mktemp("fence") / "lab")
@@ -130,7 +139,7 @@ def test_off_kills_every_process_then_on_boots_the_node(lab: Lab) -> None:
         assert (status.returncode, status.stdout) == (2, "Status: OFF\n")
         on = fence(lab, request(lab, "node2", "on"))
         assert (on.returncode, on.stdout) == (0, "Success: Powered ON\n"), on.stderr
-        assert {s.node.name: s.answering for s in lab.status()}["node2"]
+        assert answering_soon(lab, "node2")  # "on" is a power switch: the node boots after it returns
         assert fence(lab, request(lab, "node2", "enable")).stdout == "Success: Already ON\n"
     finally:
         service.kill()
@@ -145,7 +154,7 @@ def test_reboot_is_the_default_and_gives_the_node_new_processes(lab: Lab) -> Non
     assert (result.returncode, result.stdout) == (0, "Success: Rebooted\n"), result.stderr
     after = lab.node("node3")
     assert after.pid not in (None, before) and before not in node_processes(after)
-    assert {s.node.name: s.answering for s in lab.status()}["node3"]
+    assert answering_soon(lab, "node3")
 
 
 def test_a_paused_node_is_powered_off(lab: Lab) -> None:
@@ -182,7 +191,7 @@ def test_on_starts_the_agent_detached_from_the_caller(lab: Lab) -> None:
         node = lab.start("node2", detach=True)
         assert node.pid in node_processes(node)
         assert _parent(node.pid) != os.getpid(), "the agent is still a child of the process that started it"
-        assert {s.node.name: s.answering for s in lab.status()}["node2"]
+        assert answering_soon(lab, "node2")  # "on" is a power switch: the node boots after it returns
     finally:
         if not node_processes(lab.node("node2")):
             lab.start("node2")

@@ -14,6 +14,8 @@ import socket
 import stat
 import subprocess
 import sys
+import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,17 +24,20 @@ import pytest
 
 from cluster_conf import ClusterConf, validate
 from cluster_conf.model import view
-from ricci_agent import keys
+from ricci_agent import keys, lab_services
 from ricci_agent.lab import (
     AGENT_OUTPUT,
+    AGENT_PORT,
     AUTHKEY,
     CLIENT_DIR,
     Lab,
     LabError,
     LabNode,
+    default_services,
     free_block,
     free_port,
     group_members,
+    kill_nodes,
     lab_cluster_conf,
     node_address,
     node_names,
@@ -592,3 +597,172 @@ def test_a_stale_pid_in_lab_json_never_signals_another_program(tmp_path: Path) -
     finally:
         stranger.kill()
         stranger.wait()
+
+
+# -- the lab's services (ricci_agent.lab_services) -------------------------------------------------------------
+def _service_address() -> str:
+    """127.A.B.222 of a random free block, with the web port free."""
+    return lab_services.web_address(free_block(1, port=lab_services.WEB_PORT))
+
+
+@pytest.fixture
+def node_root(tmp_path: Path) -> Iterator[LabNode]:
+    """A node's root with its ricci.json, as a lab writes it; every process left carrying it is killed after."""
+    node = LabNode("node7", 7, "127.0.0.1", AGENT_PORT, tmp_path / "node7")
+    (node.root / "etc/ricci").mkdir(parents=True)
+    (node.root / "etc/ricci/ricci.json").write_text(json.dumps({"node_name": "node7"}))
+    try:
+        yield node
+    finally:
+        leftovers = node_processes(node)
+        kill_nodes([node])
+        assert leftovers == [], f"processes left behind: {leftovers}"
+
+
+def _lsb(script: Path, action: str, node: LabNode) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(script), action], env=node.environ(), capture_output=True, text=True, timeout=30,
+                          check=False)
+
+
+def _get(address: str, port: int = lab_services.WEB_PORT) -> str:
+    with urllib.request.urlopen(f"http://{address}:{port}/", timeout=3) as response:
+        return response.read().decode()
+
+
+def test_the_lab_conf_with_the_sample_service_is_valid(tmp_path: Path) -> None:
+    services = default_services("127.0.0.11")
+    conf = ClusterConf.from_bytes(lab_cluster_conf("labcluster", ["node1", "node2", "node3"], lab_dir=tmp_path,
+                                                   services=services))
+    assert [r for r in validate(conf) if r.is_error] == []
+    service = conf.root.find("rm/service")
+    assert dict(service.attrib) == {"name": "webservice", "domain": "labdomain", "recovery": "relocate",
+                                    "autostart": "1"}
+    assert [(c.tag, c.get("ref")) for c in service] == [("ip", "127.0.0.222"), ("script", "webservice")]
+    assert dict(conf.root.find("rm/resources/ip").attrib) == {"address": "127.0.0.222", "monitor_link": "0"}
+    assert conf.root.find("rm/resources/script").get("file") == str(tmp_path / "_lab/webservice")
+    assert lab_services.web_address("127.83.20.11") == "127.83.20.222"
+    with pytest.raises(LabError, match="need the lab folder"):
+        lab_cluster_conf("labcluster", ["node1"], services=services)
+
+
+def test_create_writes_the_service_script_and_services_false_leaves_it_out(tmp_path: Path) -> None:
+    with_service = Lab(tmp_path / "a")
+    with_service.create(["node1", "node2", "node3"], "labcluster", "127.83.20.11", 11111)
+    script = with_service.directory / "_lab/webservice"
+    assert script.is_file() and os.access(script, os.X_OK)
+    conf = ClusterConf.load(with_service.node("node2").config_path)
+    assert conf.root.find("rm/service").get("name") == "webservice"
+    assert conf.root.find("rm/resources/ip").get("address") == "127.83.20.222"
+    bare = Lab(tmp_path / "b")
+    bare.create(["node1", "node2", "node3"], "labcluster", "127.83.20.11", 11111, services=False)
+    assert not (bare.directory / "_lab").exists()
+    assert ClusterConf.load(bare.node("node1").config_path).root.find("rm/service") is None
+
+
+def test_the_web_script_serves_the_node_name_and_speaks_lsb(tmp_path: Path, node_root: LabNode) -> None:
+    address = _service_address()
+    script = lab_services.write_script(tmp_path / "lab", lab_services.web_service(address))
+    assert _lsb(script, "status", node_root).returncode == 3  # LSB: not running
+    assert _lsb(script, "stop", node_root).returncode == 0  # stopping a stopped service succeeds
+    started = _lsb(script, "start", node_root)
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert _get(address) == "node7 server\n"
+    assert _lsb(script, "status", node_root).returncode == 0
+    assert _lsb(script, "start", node_root).returncode == 0  # already running: success, no second server
+    pid = json.loads((node_root.root / "var/run/webservice.pid").read_text())["pid"]
+    assert node_processes(node_root) == [pid]  # it carries CLUSTER_ROOT: the lab's kill and fence reach it
+    stopped = _lsb(script, "stop", node_root)
+    assert stopped.returncode == 0 and node_processes(node_root) == []  # gone (at most a zombie until reaped)
+    assert _lsb(script, "status", node_root).returncode == 3
+    with pytest.raises(OSError):
+        _get(address)
+    assert _lsb(script, "reload", node_root).returncode == 2
+
+
+def test_the_web_script_reports_a_dead_server_and_refuses_a_second_node(tmp_path: Path, node_root: LabNode) -> None:
+    address = _service_address()
+    script = lab_services.write_script(tmp_path / "lab", lab_services.web_service(address))
+    assert _lsb(script, "start", node_root).returncode == 0
+    other = LabNode("node8", 8, "127.0.0.1", AGENT_PORT, tmp_path / "node8")
+    (other.root / "etc/ricci").mkdir(parents=True)
+    (other.root / "etc/ricci/ricci.json").write_text(json.dumps({"node_name": "node8"}))
+    try:
+        second = _lsb(script, "start", other)  # the port is taken: a service never serves from two nodes
+        assert second.returncode == 1 and "in use" in second.stdout
+        assert node_processes(other) == []
+    finally:
+        kill_nodes([other])
+    kill_nodes([node_root])  # kill -9 of the server
+    dead = _lsb(script, "status", node_root)
+    assert dead.returncode == 1 and "dead" in dead.stdout
+    assert _lsb(script, "stop", node_root).returncode == 0
+    assert _lsb(script, "status", node_root).returncode == 3
+    unset = subprocess.run([str(script), "start"], env={"PATH": os.environ["PATH"]}, capture_output=True, text=True,
+                           timeout=30, check=False)
+    assert unset.returncode == 6 and "CLUSTER_ROOT" in unset.stdout
+
+
+def test_rg_test_runs_the_lab_service_from_the_lab_conf(tmp_path: Path, node_root: LabNode) -> None:
+    lab = Lab(tmp_path / "lab")
+    first = free_block(3, port=lab_services.WEB_PORT)
+    lab.create(["node1", "node2", "node3"], "labcluster", first, 11111)
+    node = replace(lab.node("node2"), pid=None)
+    conf = str(node.config_path)
+    rg_test = str(Path(sys.executable).parent / "rg_test")
+    address = lab_services.web_address(first)
+    try:
+        for action, code in (("start", 0), ("status", 0)):
+            done = subprocess.run([rg_test, "test", conf, action, "service", "webservice"], env=node.environ(),
+                                  capture_output=True, text=True, timeout=60, check=False)
+            assert done.returncode == code, done.stdout + done.stderr
+            assert _get(address) == "node2 server\n"
+        done = subprocess.run([rg_test, "test", conf, "stop", "service", "webservice"], env=node.environ(),
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert node_processes(node) == []
+    finally:
+        kill_nodes([node])
+
+
+def test_the_ledger_script_records_start_heartbeats_and_stop(tmp_path: Path, node_root: LabNode) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    [service] = lab_services.ledger_services(1, ledger)
+    script = lab_services.write_script(tmp_path / "lab", service)
+    assert _lsb(script, "start", node_root).returncode == 0
+    assert _lsb(script, "status", node_root).returncode == 0
+    deadline = time.monotonic() + 10
+    while sum(r["event"] == "alive" for r in lab_services.read_ledger(ledger)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _lsb(script, "stop", node_root).returncode == 0
+    assert _lsb(script, "status", node_root).returncode == 3
+    records = lab_services.read_ledger(ledger)
+    events = [r["event"] for r in records]
+    assert events[0] == "start" and events[-1] == "stop" and events.count("alive") >= 2
+    assert {(r["service"], r["node"]) for r in records} == {("svc1", "node7")}
+    assert len({r["instance"] for r in records}) == 1
+    assert [r["time"] for r in records] == sorted(r["time"] for r in records)
+
+
+def test_lab_kill_records_off_in_the_ledger_and_ends_the_service_run(tmp_path: Path) -> None:
+    from tests.nemesis import intervals
+
+    lab = Lab(tmp_path / "lab")
+    ledger = tmp_path / "ledger.jsonl"
+    lab.create(["node1"], "labcluster", free_block(1), 11111, services=lab_services.ledger_services(1, ledger))
+    lab.set_ledger(ledger)
+    assert lab.ledger == ledger and json.loads(lab.state_path.read_text())["ledger"] == str(ledger)
+    try:
+        lab.up(no_daemons=True)
+        assert lab.exec("node1", [str(lab.directory / "_lab/svc1"), "start"]) == 0
+        time.sleep(0.5)
+        lab.kill("node1")  # kill -9: the service's process dies with the node, no stop is written
+        records = lab_services.read_ledger(ledger)
+        assert [r["event"] for r in records if r["event"] != "alive"] == ["start", "off"]
+        assert records[-1]["node"] == "node1" and records[-1]["cause"] == "kill"
+        [run] = intervals(records)
+        assert run.ended_by in ("off", "silence") and run.end <= records[-1]["time"]
+        lab.start("node1")
+        lab.stop("node1")
+        assert lab_services.read_ledger(ledger)[-1]["cause"] == "stop"
+    finally:
+        _stop(lab)
