@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PIP := $(PY) -m pip install -q --disable-pip-version-check
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench soak clean venv
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || { \
@@ -31,14 +31,20 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# Four benchmark programs: cluster_conf (load/validate/edit/diff), the engine (placement, replan, resource
-# trees), ricci (configuration push to 3/16/64 agents on loopback; needs about 4 GiB of RAM) and cman (kill -9
-# of a lab node to "fenced and new view installed", 20 trials).
+# Five benchmark programs: cluster_conf (load/validate/edit/diff), the engine (placement, replan, resource
+# trees), ricci (configuration push to 3/16/64 agents on loopback; needs about 4 GiB of RAM), cman (kill -9
+# of a lab node to "fenced and new view installed", 20 trials) and rgmanager (failover of a web service to HTTP
+# on its new node, relocation, clustat on 3 and 16 nodes).
 bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.engine
 	$(PY) -m bench.ricci
 	$(PY) -m bench.cman
+	$(PY) -m bench.rgmanager
+
+# The nemesis test for 30 minutes instead of the 2 of `make test` (NEMESIS_SEED=<n> replays a schedule).
+soak: $(STAMP)
+	NEMESIS_DURATION=1800 $(PY) -m pytest tests/test_nemesis.py -q -s -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -402,6 +402,8 @@ class RGManager:
             return {"ok": False, "message": "this node has no quorum"}
         if self.locked and op == "start":
             return {"ok": False, "message": "Resource groups locked"}
+        if self.stopping.is_set() and op != "stop":
+            return {"ok": False, "message": "rgmanager is shutting down on this node"}
         if op == "start":
             result = self.local.start(service)
         elif op == "stop":
@@ -543,12 +545,14 @@ class RGManager:
     def shutdown(self) -> None:
         """Stop local services (stop-exiting) and tell the cluster, so the others take them over."""
         log.info("Shutting down")
-        self._announce(up=False)
         if self.coordinator is not None:
             self.coordinator.stop()
             self.coordinator = None
+        # Stop everything here first, and only then say so: the RG-Master takes a node's services over once its
+        # rgmanager announces it is down, and they must not run here any more by then.
         stopped = list(self.local.truth())
         failed = self.local.emergency_stop_all("stop (shutdown)")
+        self._announce(up=False)
         if stopped:
             self.report({"kind": "event", "event": "node-stopped", "node": self.name,
                          "services": [s for s in stopped if s not in failed], "failed": failed})

@@ -62,6 +62,7 @@ from ricci_agent.protocol import (
     INTERNAL,
     MALFORMED,
     NO_ANSWER,
+    NOT_AVAILABLE,
     PROTOCOL_VERSION,
     SUBSYSTEM,
     TOO_LARGE,
@@ -128,6 +129,8 @@ DAEMONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], str], ...] = (
      "var/run/cluster/cman.sock"),
     ("rgmanager", ("rgmanager",), ("rgmanager", "--stop"), "var/run/cluster/rgmanager.sock"),
 )
+SERVICE_OPS = ("enable", "disable", "relocate", "restart", "stop", "freeze", "unfreeze", "migrate", "convalesce")
+SERVICE_TIMEOUT = 28.0  # a service request waits for its outcome, below the caller's long request timeout (30 s)
 DAEMON_TIMEOUT = 28.0  # below the client library's long request timeout (30 s): the caller hears the outcome
 
 log = logging.getLogger("ricci")
@@ -182,6 +185,10 @@ class Agent:
             "cluster.get_version": self.get_version,
             "cluster.status": self.status,
             "cman.status": self.cman_status,
+            "rgmanager.status": self.rg_status,
+            **{f"service.{op}": self._service_function(op) for op in SERVICE_OPS},
+            "service.lock": lambda args, caller: self._rg_request("lock", caller),
+            "service.unlock": lambda args, caller: self._rg_request("unlock", caller),
             "node.start": self.node_start,
             "node.stop": self.node_stop,
             "log.get": self.log_get,
@@ -474,6 +481,37 @@ class Agent:
             return {"ok": False, "message": f"{' '.join(argv)} did not finish within {DAEMON_TIMEOUT:.0f} s"}
         text = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
         return {"ok": done.returncode == 0, "exit": done.returncode, "message": text[-1] if text else ""}
+
+    def rg_status(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """rgmanager's status on this node (clustat --json's services and members), or `running: false`."""
+        from cman import control
+        from rgmanager.endpoints import RG_SOCKET
+
+        try:
+            return {"running": True, **control.request(self.root, "status", timeout=2.0, socket_name=RG_SOCKET)}
+        except control.ControlError as exc:
+            return {"running": False, "message": exc.message}
+
+    def _service_function(self, op: str) -> Callable[[dict[str, Any], Caller], dict[str, Any]]:
+        def function(args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+            service = args.get("service")
+            target = args.get("target")
+            if not isinstance(service, str) or not service or (target is not None and not isinstance(target, str)):
+                raise RicciError(BAD_ARGUMENTS, f"service.{op} needs 'service' (and optionally 'target', a node)")
+            log.info("service.%s %s%s requested via %s", op, service, f" -> {target}" if target else "",
+                     caller.author)
+            return self._rg_request("service", caller, op=op, service=service, target=target)
+        return function
+
+    def _rg_request(self, command: str, caller: Caller, **args: Any) -> dict[str, Any]:
+        """Forward a request to this node's rgmanager (what clusvcadm does locally): its reply, RG code included."""
+        from cman import control
+        from rgmanager.endpoints import RG_SOCKET
+
+        try:
+            return control.request(self.root, command, timeout=SERVICE_TIMEOUT, socket_name=RG_SOCKET, **args)
+        except control.ControlError as exc:
+            raise RicciError(NOT_AVAILABLE, f"rgmanager on {self.settings.node_name}: {exc.message}") from None
 
     def cman_status(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         """The cluster manager's status on this node (cman_tool status --json), or `running: false`."""

@@ -185,6 +185,16 @@ def test_relocate_lock_disable_enable_and_freeze_the_web_service(make_lab):
     assert clusvcadm(lab, "node3", "-U", "webservice").returncode == 0
     assert service(lab, "webservice")["flags_str"] == ""
 
+    # Through ricci, as the console drives it: the agent forwards service.* and status to rgmanager.
+    with lab.client() as client:
+        reply = client.call(*lab.node("node2").endpoint, "service.relocate", {"service": "webservice",
+                                                                               "target": "node3"})
+        assert (reply["code"], reply["text"], reply["owner"]) == (0, "Success", "node3")
+        status = client.call(*lab.node("node1").endpoint, "rgmanager.status")
+        assert status["running"] and status["master"] == "node1"
+        assert [s["owner"] for s in status["services"] if s["name"] == "service:webservice"] == ["node3"]
+    assert http(address) == "node3 server"
+
 
 # -- failure of the owner, failback ------------------------------------------------------------------------------------
 def test_killed_owner_is_fenced_then_its_service_runs_on_the_next_node_then_fails_back(make_lab):
