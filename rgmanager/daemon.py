@@ -67,11 +67,13 @@ EVENTS_PATH = Path("var/log/cluster/rgmanager-events.jsonl")
 TICK = 0.05
 CMAN_POLL = 0.05
 ANNOUNCE_EVERY, ANNOUNCE_TTL = 0.5, 2.0
+DOWN_TTL = 10.0  # the last announcement ("down", after the local stops) stays this long for the RG-Master to see
 CONFIG_POLL = 1.0
 ACTION_TIMEOUT = 120.0  # a start or stop on a node: agents have their own timeouts below this
 REQUEST_TIMEOUT = 110.0  # a clusvcadm request waits this long for its outcome
 WORKERS = 8
 PUBLISH_EVERY = 0.02  # seconds between two replications of the service table
+FRESH = 0.5  # seconds a cman snapshot is trusted for starting something
 MASTER_SETTLE = 0.3  # seconds the same lowest rgmanager must hold before it takes the RG-Master role
 RG_JOIN_WAIT = 3.0  # seconds a new view waits for every member's rgmanager before the master starts anyway
 
@@ -148,7 +150,7 @@ class RGManager:
         self.local = LocalServices(root, self.name, log=lambda line: log.info("%s", line), poll=float(poll))
         self.local.set_config(self.conf)
         self.table = ServiceTable()  # the replicated copy (the coordinator's own when this node coordinates)
-        self.table_version = (0, 0)
+        self.table_version = (0, 0, 0)
         self.table_lock = threading.Lock()
         self.locked = False  # clusvcadm -l (this node only)
         self.cman: CmanSnapshot | None = None
@@ -169,6 +171,7 @@ class RGManager:
             self.control.close()
             raise DaemonError(f"cannot listen on {self.me.address}:{messaging.RG_PORT}: {exc.strerror}") from None
         self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="rg-act")
+        self.senders = ThreadPoolExecutor(max_workers=4, thread_name_prefix="rg-send")
         atomic_write(root / PIDFILE, f"{os.getpid()}\n".encode(), keep_old=False)
 
     # -- events stream -----------------------------------------------------------------------------------------
@@ -210,10 +213,13 @@ class RGManager:
             self.shutdown()
         return 0
 
-    def _announce(self, *, up: bool) -> None:
+    def _announce(self, *, up: bool, failed: list[str] | None = None) -> None:
+        value: dict[str, Any] = {"up": up, "inc": self.incarnation}
+        if failed:
+            value["failed"] = failed[:20]  # services whose stop failed here: this node is not safe to take from
         with contextlib.suppress(control.ControlError):
-            control.request(self.root, "announce", timeout=0.5, key="rg", ttl=ANNOUNCE_TTL,
-                            value={"up": up, "inc": self.incarnation})
+            control.request(self.root, "announce", timeout=0.5, key="rg", value=value,
+                            ttl=ANNOUNCE_TTL if up else DOWN_TTL)
 
     def _poll_cman(self, waiting_logged: str) -> str:
         try:
@@ -291,7 +297,7 @@ class RGManager:
         row = cman.nodes.get(name, {})
         if row.get("state") == "M":
             announced = (row.get("announced") or {}).get("rg")
-            return isinstance(announced, dict) and announced.get("up") is False
+            return isinstance(announced, dict) and announced.get("up") is False and not announced.get("failed")
         if row.get("left"):
             return True
         fence = cman.fencing.get(name) or {}
@@ -378,13 +384,20 @@ class RGManager:
             return self.coordinator.on_report(message)
         return {"ok": False, "error": f"unknown message kind {kind!r}"}
 
-    def take_table(self, message: Mapping[str, Any]) -> None:
+    def take_table(self, message: Mapping[str, Any], *, own: bool = False) -> None:
+        """A replicated table: taken only from the node this one takes for the RG-Master, and only if newer:
+        versions are (view generation, that master's incarnation, sequence number), so a new master in the same
+        generation is taken at once and a stale master's late table never replaces a newer one."""
         version = message.get("version")
-        if not (isinstance(version, list) and len(version) == 2):
+        if not (isinstance(version, list) and len(version) == 3 and all(isinstance(v, int) for v in version)):
             return
-        version_t = (int(version[0]), int(version[1]))
+        if not own and message.get("master") != self.master_name():
+            return
+        version_t = (int(version[0]), int(version[1]), int(version[2]))
         with self.table_lock:
-            if version_t <= self.table_version and version_t[0] == self.table_version[0]:
+            current = self.table_version
+            same_master = version_t[:2] == current[:2]
+            if (same_master and version_t[2] <= current[2]) or (not same_master and version_t[0] < current[0]):
                 return
             self.table = table_from_list(message.get("records"))
             self.table_version = version_t
@@ -404,8 +417,14 @@ class RGManager:
             return {"ok": False, "message": "Resource groups locked"}
         if self.stopping.is_set() and op != "stop":
             return {"ok": False, "message": "rgmanager is shutting down on this node"}
+        if op != "stop" and not self._fresh_enough():
+            return {"ok": False, "refused": True, "message": "this node's view of the cluster is not current"}
         if op == "start":
             result = self.local.start(service)
+            if result.get("ok") and (not self.running_ok or self.stopping.is_set()):
+                # quorum went or shutdown began while it started: it must not stay up here
+                self.local.stop(service, reason="quorum lost or shutting down during the start")
+                result = {"ok": False, "message": "quorum lost or shutting down during the start"}
         elif op == "stop":
             result = self.local.stop(service, reason=str(message.get("reason", "stop")))
         elif op == "recover":
@@ -450,8 +469,9 @@ class RGManager:
             if b"\n" in buffer:
                 line = bytes(buffer).split(b"\n", 1)[0]
                 del self.clients[conn]
-                # A service request waits for its outcome: answer it from a worker, never from the loop.
-                self.pool.submit(self._answer, conn, line)
+                # A service request waits for its outcome: answer it from its own thread, never from the loop,
+                # and never from the pool the RG-Master's actions run on.
+                threading.Thread(target=self._answer, args=(conn, line), daemon=True, name="rg-answer").start()
             elif now > deadline:
                 self._drop(conn)
 
@@ -479,6 +499,18 @@ class RGManager:
             "unlock": lambda _: self._set_lock(False),
             "lock_status": lambda _: {"locked": self.locked},
         }
+
+    def _fresh_enough(self) -> bool:
+        """Is the cman snapshot recent? After a pause (SIGSTOP) an action may arrive before the loop has polled
+        cmand again: ask cmand now rather than act on a view from before the pause."""
+        cman = self.cman
+        if cman is not None and time.time() - cman.taken <= FRESH:
+            return cman.quorate and cman.member
+        try:
+            snapshot = CmanSnapshot.from_status(control.request(self.root, "status", timeout=0.5))
+        except control.ControlError:
+            return False
+        return snapshot.quorate and snapshot.member and snapshot.master() == self.master_name()
 
     def _set_lock(self, locked: bool) -> dict:
         self.locked = locked
@@ -552,14 +584,13 @@ class RGManager:
         # rgmanager announces it is down, and they must not run here any more by then.
         stopped = list(self.local.truth())
         failed = self.local.emergency_stop_all("stop (shutdown)")
-        self._announce(up=False)
+        self._announce(up=False, failed=failed)
         if stopped:
             self.report({"kind": "event", "event": "node-stopped", "node": self.name,
                          "services": [s for s in stopped if s not in failed], "failed": failed})
-        with contextlib.suppress(control.ControlError):
-            control.request(self.root, "announce", timeout=0.5, key="rg", value=None)
         self.server.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.senders.shutdown(wait=False, cancel_futures=True)
         for conn in list(self.clients):
             self._drop(conn)
         with contextlib.suppress(OSError):
@@ -617,6 +648,18 @@ class Coordinator:
         self.stopping.set()
         self.events.put(None)
         self.publish_wanted.set()
+        with self.lock:
+            waiters = [w for items in self.service_queues.values() for _, w in items if w is not None]
+        while True:
+            try:
+                item = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None and item[1] is not None:
+                waiters.append(item[1])
+        for waiter in waiters:
+            if not waiter.future.done():
+                waiter.future.set_result(_reply(RGCode.EAGAIN, None, "the RG-Master changed; try again"))
 
     def submit(self, event: Any, waiter: _Waiter | None = None) -> None:
         self.events.put((event, waiter))
@@ -628,10 +671,11 @@ class Coordinator:
         online_now = set(cman.rg_members())
         for name in online_now:
             inc = (cman.rg(name) or {}).get("inc")
-            if name in self.online and self.rg_inc.get(name) not in (None, inc):
+            if self.rg_inc.get(name) not in (None, inc):
                 # its rgmanager restarted (and stopped everything at start-up): down, then up
                 self.submit(NodeDown(name, now=time.time()))
                 self.online.discard(name)
+                self.lost.discard(name)
             self.rg_inc[name] = inc
         for name in sorted(self.online - online_now):
             self.online.discard(name)
@@ -705,6 +749,11 @@ class Coordinator:
             if holders:
                 owner = holders[0]
                 state = truths[owner][sid].get("state")
+                if state == "failed":  # its stop failed there: intervention required, whatever the old table says
+                    base = record or table_from_list([{"name": sid}]).record(sid)
+                    records[sid] = replace(base, state=State.FAILED, owner=None, last_owner=owner,
+                                           last_transition=base.last_transition or now)
+                    continue
                 flags = (record.flags if record else Flag.NONE) & Flag.FROZEN
                 if state == "partial":
                     flags |= Flag.PARTIAL
@@ -714,7 +763,7 @@ class Coordinator:
                 for extra in holders[1:]:  # more than one node runs it: keep the first, stop the others
                     log.error("%s runs on %s and %s: stopping it on %s", sid, owner, extra, extra)
                     self._enqueue(sid, [Action(ActionKind.STOP, sid, node=extra, reason="running twice")], None)
-            elif record is not None and record.active and record.owner in members:
+            elif record is not None and record.active and record.owner in truths:
                 records[sid] = replace(record, state=State.STOPPED, owner=None, last_owner=record.owner,
                                        last_transition=now)
         self.table = ServiceTable(records)
@@ -722,6 +771,11 @@ class Coordinator:
         # Nodes that are not here and own services: unsafe until cman says fenced or left (never assumed clean).
         self.lost = {r.owner for r in records.values() if r.active and r.owner is not None
                      and r.owner not in self.online and not self.d.node_clean(r.owner)}
+        silent = set(members) - set(truths)  # announced, but it did not say what it runs: nothing of it moves
+        if silent:
+            log.warning("no answer from the rgmanager of %s: their services stay where they are", sorted(silent))
+            self.online -= silent
+            self.lost |= silent
         self.rg_inc = {n: (cman.rg(n) or {}).get("inc") for n in members} if cman else {}
         if cman is not None:
             self.membership = self._membership(cman)
@@ -734,8 +788,9 @@ class Coordinator:
                 waiter.future.set_result(_reply(RGCode.EAGAIN, None, "no membership yet"))
             return
         membership = replace(self.membership, locked=self.d.locked)
-        result = plan(self.d.cv, membership, self.table, event)
-        self.table = result.table
+        with self.lock:  # workers may correct the table (a stop that never arrived): plan on one snapshot
+            result = plan(self.d.cv, membership, self.table, event)
+            self.table = result.table
         if result.actions:
             log.info("%s: %s", type(event).__name__, "; ".join(a.describe() for a in result.actions))
         for action in result.actions:
@@ -797,12 +852,31 @@ class Coordinator:
                 busy = waiter.service in self.busy
             quiet = quiet + 1 if (not busy and self.events.empty()) else 0
         record = self.table.record(waiter.service)
+        if quiet < 2 and not waiter.future.done():
+            waiter.future.set_result(_reply(RGCode.EAGAIN, None, f"{waiter.service} did not settle in time"))
+            return
         if not waiter.future.done():
             if record.state is State.STARTED or (ok and record.state in (State.STOPPED, State.DISABLED)):
                 waiter.future.set_result(_reply(RGCode.SUCCESS, record.owner if record.active else None))
             else:
                 waiter.future.set_result(_reply(RGCode.FAIL, record.owner if record.active else None,
                                                 f"{waiter.service} is {record.state.label}"))
+
+    def _unsafe(self, sid: str, node: str | None, reply: Mapping[str, Any]) -> None:
+        """A stop that never reached its node is not a stop: the service is recorded as still running there,
+        and the node is unsafe (its services wait) until cman reports it fenced or left, or its rgmanager says
+        it stopped them (then NodeDown recovers them by the normal rules)."""
+        log.warning("could not stop %s on %s (%s): it stays recorded there until that node is safe", sid, node,
+                    reply.get("message"))
+        if node is None:
+            return
+        with self.lock:
+            record = self.table.record(sid)
+            self.table = ServiceTable({**self.table.copy_records(),
+                                       sid: replace(record, state=State.STARTED, owner=node)})
+            self.online.discard(node)
+            self.lost.add(node)
+        self._publish()
 
     def _call(self, node: str | None, message: dict) -> dict:
         if node is None:
@@ -839,14 +913,20 @@ class Coordinator:
             return True
         if kind is ActionKind.STOP:
             reply = self._call(action.node, {"op": "stop", "service": sid, "reason": action.reason[:80]})
-            if not reply.get("ok") and not reply.get("unreachable"):
+            if reply.get("unreachable"):
+                self._unsafe(sid, action.node, reply)
+                return False
+            if not reply.get("ok"):
                 self.submit(StopFailed(sid, action.node, now=now))
                 return False
             return True
         if kind in (ActionKind.RELOCATE, ActionKind.MIGRATE):
-            if action.source is not None and action.source in self.online:
+            if action.source is not None and not self.d.node_clean(action.source):
                 reply = self._call(action.source, {"op": "stop", "service": sid, "reason": kind.value})
-                if not reply.get("ok") and not reply.get("unreachable"):
+                if reply.get("unreachable"):  # not a stop: the target must not start it
+                    self._unsafe(sid, action.source, reply)
+                    return False
+                if not reply.get("ok"):
                     if kind is ActionKind.MIGRATE:
                         self.submit(MigrateFailed(sid, action.source, rc=1, now=now))
                     else:
@@ -911,12 +991,13 @@ class Coordinator:
                     state, node = shown[record["name"]]
                     record.update(state=int(state), state_str=state.label, owner=node)
             self.seq += 1
-            message = {"kind": "table", "version": [self.generation, self.seq], "records": records}
-            self.d.take_table(message)
+            message = {"kind": "table", "version": [self.generation, self.d.incarnation, self.seq],
+                       "master": self.d.name, "records": records}
+            self.d.take_table(message, own=True)
             for name in sorted(self.online - {self.d.name}):
                 address = next((n.address for n in self.d.nodes.values() if n.name == name), None)
                 if address is not None:
-                    self.d.pool.submit(_send_quietly, self.d.key, address, message)
+                    self.d.senders.submit(_send_quietly, self.d.key, address, message)
             time.sleep(PUBLISH_EVERY)
 
     def on_report(self, message: Mapping[str, Any]) -> dict:

@@ -63,6 +63,7 @@ class LocalServices:
         self.guard = threading.Lock()
         self.running: dict[str, dict[str, Any]] = self._load()
         self.checks: dict[str, Check] = {}
+        self.reported: set[str] = set()  # services whose status failure was reported and not acted on yet
 
     # -- configuration and local truth ----------------------------------------------------------------------
     def set_config(self, conf: Any) -> None:
@@ -93,6 +94,7 @@ class LocalServices:
         atomic_write(path, data, keep_old=False)
 
     def _mark(self, service: str, state: str | None) -> None:
+        self.reported.discard(service)
         with self.guard:
             if state is None:
                 self.running.pop(service, None)
@@ -237,8 +239,8 @@ class LocalServices:
         depth per resource. Return one failure report per failed service (the first failing resource)."""
         failures = []
         for service, info in self.truth().items():
-            if info.get("state") not in (RUNNING, PARTIAL) or service in frozen:
-                continue
+            if info.get("state") not in (RUNNING, PARTIAL) or service in frozen or service in self.reported:
+                continue  # a failure already reported is not reported again until the service is acted on
             tree = self.tree(service)
             if tree is None:
                 continue
@@ -250,6 +252,7 @@ class LocalServices:
             finally:
                 lock.release()
             if failed is not None:
+                self.reported.add(service)
                 failures.append({"service": service, "resource": failed})
         return failures
 
