@@ -120,6 +120,7 @@ def big_lab(directory: Path, nodes: int, services: int, log) -> Lab:
     for i in range(services):
         edit.add_service(conf, f"svc{i:04d}", {"autostart": "0"})
         edit.add_child_resource(conf, f"svc{i:04d}", "script", {"ref": "noop"})
+    conf.mark_edited()  # the edit helpers change the tree; to_bytes() serializes it only once marked
     lab.create(names, "big", free_block(nodes), 11111, config=conf.to_bytes(), services=False)
     started = time.monotonic()
     lab.up(timeout=120 + 2.0 * nodes)
