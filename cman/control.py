@@ -124,6 +124,73 @@ def listen(root: str | os.PathLike[str], socket_name: str = SOCKET) -> socket.so
 Handler = Callable[[Mapping[str, Any]], Any]
 
 
+class Clients:
+    """The control clients of a daemon's loop, read without ever blocking it: each has `deadline` seconds to send
+    its request line; one that stays silent or trickles bytes is dropped. The loop selects on `sockets()`, calls
+    `accept()` when the listener is readable and `requests()` every pass, and answers each complete line."""
+
+    def __init__(self, listener: socket.socket, deadline: float) -> None:
+        self.listener = listener
+        self.deadline = deadline
+        self.pending: dict[socket.socket, tuple[bytearray, float]] = {}
+
+    def sockets(self) -> list[socket.socket]:
+        return [self.listener, *self.pending]
+
+    def accept(self, now: float) -> None:
+        for _ in range(16):
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:  # BlockingIOError: nobody is waiting any more
+                return
+            conn.setblocking(False)
+            self.pending[conn] = (bytearray(), now + self.deadline)
+
+    def requests(self, readable: list, now: float) -> list[tuple[socket.socket, bytes]]:
+        """Complete request lines, each with its connection (no longer pending: the caller answers, then closes
+        it); expired or closed connections are dropped."""
+        done = []
+        for conn in list(self.pending):
+            buffer, deadline = self.pending[conn]
+            if conn in readable:
+                try:
+                    chunk = conn.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    chunk = None
+                except OSError:
+                    chunk = b""
+                if chunk == b"":
+                    self.drop(conn)
+                    continue
+                if chunk:
+                    buffer.extend(chunk)
+            if b"\n" in buffer or len(buffer) > MAX_LINE:
+                del self.pending[conn]
+                done.append((conn, bytes(buffer).split(b"\n", 1)[0]))
+            elif now > deadline:
+                self.drop(conn)
+        return done
+
+    def drop(self, conn: socket.socket) -> None:
+        self.pending.pop(conn, None)
+        with contextlib.suppress(OSError):
+            conn.close()
+
+    def close(self) -> None:
+        for conn in list(self.pending):
+            self.drop(conn)
+
+
+def answer(conn: socket.socket, reply: bytes, timeout: float) -> None:
+    """Send a reply line and close the connection (a client that does not read it is not waited for long)."""
+    with contextlib.suppress(OSError):
+        conn.setblocking(True)
+        conn.settimeout(timeout)
+        conn.sendall(reply)
+    with contextlib.suppress(OSError):
+        conn.close()
+
+
 def handle_line(line: bytes, handlers: Mapping[str, Handler],
                 on_error: Callable[[str, BaseException], None] | None = None) -> bytes:
     """One request line in, one reply line out. A handler raises ControlError to refuse; any other exception is

@@ -134,7 +134,7 @@ class Daemon:
             raise DaemonError(f"cannot bind {self.me.address}:{self.port}/udp: {exc.strerror}") from None
         self.udp.setblocking(False)
         self.control = control.listen(root)
-        self.clients: dict[socket.socket, tuple[bytearray, float]] = {}  # control clients being read
+        self.clients = control.Clients(self.control, CONTROL_DEADLINE)  # control clients being read
         self.announcements: dict[str, tuple[Any, float]] = {}  # key → (value, monotonic expiry): cmd_announce
         self.fence_config = fencing.fence_daemon_config(self.cv.fence_daemon)
         self.book = fencing.FenceBook()
@@ -232,14 +232,11 @@ class Daemon:
         tick = min(self.engine.settings.interval / 4, 0.025)
         try:
             while not self.stopping:
-                readable, _, _ = select.select([self.udp, self.control, *self.clients], [], [], tick)
+                readable, _, _ = select.select([self.udp, *self.clients.sockets()], [], [], tick)
                 now = time.monotonic()
                 if self.udp in readable:
                     self.read_packets(now)
-                if self.control in readable:
-                    self.serve_control()
-                if self.clients:
-                    self.serve_clients(readable, now)
+                self.serve_control(readable, now)
                 self.step(time.monotonic())
         finally:
             self.shutdown()
@@ -536,49 +533,13 @@ class Daemon:
         return False
 
     # -- control requests --------------------------------------------------------------------------------------
-    def serve_control(self) -> None:
-        """Accept a control client; its request is read as it arrives (never waiting on the loop)."""
-        for _ in range(16):
-            try:
-                conn, _ = self.control.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            conn.setblocking(False)
-            self.clients[conn] = (bytearray(), time.monotonic() + CONTROL_DEADLINE)
-
-    def serve_clients(self, readable: list, now: float) -> None:
-        """Read what control clients sent; answer a complete request line; drop clients past their deadline
-        (a client that connects and says nothing, or trickles bytes, costs the loop nothing)."""
-        for conn in list(self.clients):
-            buffer, deadline = self.clients[conn]
-            if conn in readable:
-                try:
-                    chunk = conn.recv(65536)
-                except (BlockingIOError, InterruptedError):
-                    chunk = None
-                except OSError:
-                    chunk = b""
-                if chunk == b"":
-                    self._drop_client(conn)
-                    continue
-                if chunk:
-                    buffer.extend(chunk)
-            if b"\n" in buffer or len(buffer) > control.MAX_LINE:
-                line = bytes(buffer).split(b"\n", 1)[0]
-                reply = control.handle_line(line, self.handlers(), on_error=self._handler_failed)
-                with contextlib.suppress(OSError):
-                    conn.settimeout(CONTROL_DEADLINE)
-                    conn.sendall(reply)
-                self._drop_client(conn)
-            elif now > deadline:
-                self._drop_client(conn)
-
-    def _drop_client(self, conn: socket.socket) -> None:
-        self.clients.pop(conn, None)
-        with contextlib.suppress(OSError):
-            conn.close()
+    def serve_control(self, readable: list, now: float) -> None:
+        """Accept control clients and answer complete requests; a client never makes the loop wait."""
+        if self.control in readable:
+            self.clients.accept(now)
+        for conn, line in self.clients.requests(readable, now):
+            control.answer(conn, control.handle_line(line, self.handlers(), on_error=self._handler_failed),
+                           CONTROL_DEADLINE)
 
     def _handler_failed(self, command: str, exc: BaseException) -> None:
         log.error("control request %r failed: %s (a bug: please report it)", command, type(exc).__name__)
@@ -749,8 +710,7 @@ class Daemon:
 
     # -- stopping --------------------------------------------------------------------------------------------
     def shutdown(self) -> None:
-        for conn in list(self.clients):
-            self._drop_client(conn)
+        self.clients.close()
         if self.qdisk is not None:
             with contextlib.suppress(Exception):
                 self.qdisk.stop()

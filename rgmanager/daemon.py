@@ -132,6 +132,7 @@ class RGManager:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.stopping = threading.Event()
+        self.initialized = threading.Event()
         from ricci_agent.store import ConfigStore
 
         self.store = ConfigStore(root)
@@ -163,7 +164,7 @@ class RGManager:
         self.events_file = root / EVENTS_PATH
         self.events_file.parent.mkdir(parents=True, exist_ok=True)
         self.control = control.listen(root, RG_SOCKET)
-        self.clients: dict[Any, tuple[bytearray, float]] = {}
+        self.clients = control.Clients(self.control, 0.5)
         try:
             self.server = messaging.Server(self.key, self.me.address, messaging.RG_PORT, self.on_message,
                                            log=lambda line: log.warning("%s", line))
@@ -186,24 +187,23 @@ class RGManager:
         log.info("Resource Group Manager starting: node %s (id %d), config version %d", self.name, self.me.nodeid,
                  self.config_version)
         self.server.start()
-        self.local.initialize()
+        # "Initializing Services" stops every configured service here (a thousand of them take a while): it runs
+        # beside the loop, so the daemon answers at once; it announces itself to the cluster only once done.
+        threading.Thread(target=self._initialize, daemon=True, name="rg-init").start()
         last_poll = last_announce = last_check = last_config = 0.0
         waiting_logged = ""
         try:
             while not self.stopping.is_set():
-                readable, _, _ = select.select([self.control, *self.clients], [], [], TICK)
+                readable, _, _ = select.select(self.clients.sockets(), [], [], TICK)
                 now = time.monotonic()
-                if self.control in readable:
-                    self._accept()
-                if self.clients:
-                    self._serve_clients(readable, now)
+                self._serve_control(readable, now)
                 if now - last_poll >= CMAN_POLL:
                     last_poll = now
                     waiting_logged = self._poll_cman(waiting_logged)
-                if now - last_announce >= ANNOUNCE_EVERY:
+                if now - last_announce >= ANNOUNCE_EVERY and self.initialized.is_set():
                     last_announce = now
                     self._announce(up=True)
-                if self.running_ok and now - last_check >= 1.0:
+                if self.running_ok and self.initialized.is_set() and now - last_check >= 1.0:
                     last_check = now
                     self._status_checks()
                 if now - last_config >= CONFIG_POLL:
@@ -212,6 +212,14 @@ class RGManager:
         finally:
             self.shutdown()
         return 0
+
+    def _initialize(self) -> None:
+        try:
+            self.local.initialize()
+        except Exception as exc:  # logged; the node then never announces itself, so nothing is placed here
+            log.error("initializing services failed: %s", type(exc).__name__)
+            return
+        self.initialized.set()
 
     def _announce(self, *, up: bool, failed: list[str] | None = None) -> None:
         value: dict[str, Any] = {"up": up, "inc": self.incarnation}
@@ -417,6 +425,8 @@ class RGManager:
             return {"ok": False, "message": "Resource groups locked"}
         if self.stopping.is_set() and op != "stop":
             return {"ok": False, "message": "rgmanager is shutting down on this node"}
+        if not self.initialized.is_set():
+            return {"ok": False, "refused": True, "message": "rgmanager is still initializing its services"}
         if op != "stop" and not self._fresh_enough():
             return {"ok": False, "refused": True, "message": "this node's view of the cluster is not current"}
         if op == "start":
@@ -442,54 +452,19 @@ class RGManager:
         return result
 
     # -- control requests (clustat, clusvcadm, ricci) -------------------------------------------------------------
-    def _accept(self) -> None:
-        for _ in range(16):
-            try:
-                conn, _ = self.control.accept()
-            except (BlockingIOError, InterruptedError, OSError):
-                return
-            conn.setblocking(False)
-            self.clients[conn] = (bytearray(), time.monotonic() + 0.5)
-
-    def _serve_clients(self, readable: list, now: float) -> None:
-        for conn in list(self.clients):
-            buffer, deadline = self.clients[conn]
-            if conn in readable:
-                try:
-                    chunk = conn.recv(65536)
-                except (BlockingIOError, InterruptedError):
-                    chunk = None
-                except OSError:
-                    chunk = b""
-                if chunk == b"":
-                    self._drop(conn)
-                    continue
-                if chunk:
-                    buffer.extend(chunk)
-            if b"\n" in buffer:
-                line = bytes(buffer).split(b"\n", 1)[0]
-                del self.clients[conn]
-                # A service request waits for its outcome: answer it from its own thread, never from the loop,
-                # and never from the pool the RG-Master's actions run on.
-                threading.Thread(target=self._answer, args=(conn, line), daemon=True, name="rg-answer").start()
-            elif now > deadline:
-                self._drop(conn)
-
-    def _drop(self, conn: Any) -> None:
-        self.clients.pop(conn, None)
-        with contextlib.suppress(OSError):
-            conn.close()
+    def _serve_control(self, readable: list, now: float) -> None:
+        if self.control in readable:
+            self.clients.accept(now)
+        for conn, line in self.clients.requests(readable, now):
+            # A service request waits for its outcome: answer it from its own thread, never from the loop, and
+            # never from the pool the RG-Master's actions run on.
+            threading.Thread(target=self._answer, args=(conn, line), daemon=True, name="rg-answer").start()
 
     def _answer(self, conn: Any, line: bytes) -> None:
         reply = control.handle_line(line, self.handlers(),
                                     on_error=lambda cmd, exc: log.error("control %s failed: %s", cmd,
                                                                         type(exc).__name__))
-        with contextlib.suppress(OSError):
-            conn.setblocking(True)
-            conn.settimeout(2.0)
-            conn.sendall(reply)
-        with contextlib.suppress(OSError):
-            conn.close()
+        control.answer(conn, reply, 2.0)
 
     def handlers(self) -> Mapping[str, control.Handler]:
         return {
@@ -591,8 +566,7 @@ class RGManager:
         self.server.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.senders.shutdown(wait=False, cancel_futures=True)
-        for conn in list(self.clients):
-            self._drop(conn)
+        self.clients.close()
         with contextlib.suppress(OSError):
             self.control.close()
         for path in (self.root / RG_SOCKET, self.root / PIDFILE):

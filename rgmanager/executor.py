@@ -223,11 +223,17 @@ class LocalServices:
         """At start-up every configured service is stopped here first ("Initializing Services"), so nothing a
         previous life of this daemon started keeps running unknown."""
         self.log("Initializing Services")
-        for service in self.services():
+
+        def stop(service: str) -> None:
             tree = self.tree(service)
             if tree is not None:
                 with self.lock(service):
                     self._run(tree, "stop", service)
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=4, thread_name_prefix="rg-init") as pool:
+            list(pool.map(stop, self.services()))
         with self.guard:
             self.running.clear()
         self._save()

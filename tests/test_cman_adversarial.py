@@ -202,13 +202,11 @@ class ControlStub:
     """The daemon's control-socket half, on a real unix socket, without the rest of the daemon."""
 
     serve_control = daemon.Daemon.serve_control
-    serve_clients = daemon.Daemon.serve_clients
-    _drop_client = daemon.Daemon._drop_client
     _handler_failed = daemon.Daemon._handler_failed
 
     def __init__(self, root) -> None:
         self.control = control.listen(root)
-        self.clients: dict = {}
+        self.clients = control.Clients(self.control, daemon.CONTROL_DEADLINE)
 
     def handlers(self):
         return {"status": lambda _: {"ok": 1}}
@@ -220,17 +218,14 @@ class ControlStub:
         longest = 0.0
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            readable, _, _ = select.select([self.control, *self.clients], [], [], 0.01)
+            readable, _, _ = select.select(self.clients.sockets(), [], [], 0.01)
             started = time.monotonic()
-            if self.control in readable:
-                self.serve_control()
-            self.serve_clients(readable, time.monotonic())
+            self.serve_control(readable, time.monotonic())
             longest = max(longest, time.monotonic() - started)
         return longest
 
     def close(self) -> None:
-        for conn in list(self.clients):
-            self._drop_client(conn)
+        self.clients.close()
         self.control.close()
 
 
@@ -247,7 +242,7 @@ def test_a_silent_control_client_does_not_stall_the_loop(tmp_path):
     try:
         longest = stub.loop_for(0.5)
         assert longest < 0.05, f"cmand's loop was blocked {longest:.2f} s by an idle control client"
-        assert not stub.clients, "the idle client was not dropped after its deadline"
+        assert not stub.clients.pending, "the idle client was not dropped after its deadline"
     finally:
         client.close()
         stub.close()
@@ -261,7 +256,7 @@ def test_a_trickling_control_client_does_not_hold_the_loop(tmp_path):
             with contextlib.suppress(OSError):  # once dropped, the daemon's end is closed
                 client.send(b" ")
             assert stub.loop_for(0.1) < 0.05
-        assert not stub.clients, "a client trickling bytes kept its connection past the deadline"
+        assert not stub.clients.pending, "a client trickling bytes kept its connection past the deadline"
     finally:
         client.close()
         stub.close()

@@ -50,6 +50,7 @@ def daemons(monkeypatch):
         monkeypatch.setenv("CMAN_NODENAME", name)
         monkeypatch.setenv("CLUSTER_ROOT", str(root))
         d = RGManager(root)
+        d.initialized.set()  # as run() does once "Initializing Services" is done
         d.server.start()  # as run() does: peers reach it
         made.append(d)
         return d
@@ -224,9 +225,9 @@ def test_waiting_control_requests_do_not_use_the_coordinators_action_threads(lab
         client, server = socket.socketpair()
         clients.append(client)
         client.sendall(b'{"command": "service"}\n')
-        d1.clients[server] = (bytearray(), time.monotonic() + 5.0)
+        d1.clients.pending[server] = (bytearray(), time.monotonic() + 5.0)
     try:
-        d1._serve_clients(list(d1.clients), time.monotonic())
+        d1._serve_control(list(d1.clients.pending), time.monotonic())
         ran = d1.pool.submit(lambda: True)  # an action of the RG-Master still gets a thread at once
         assert ran.result(timeout=2.0)
     finally:
