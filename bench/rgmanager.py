@@ -125,7 +125,10 @@ def big_lab(directory: Path, nodes: int, services: int, log) -> Lab:
     started = time.monotonic()
     lab.up(timeout=120 + 2.0 * nodes)
     wait_for(lambda: len((rg_status(lab, "node1") or {}).get("services") or []) == services, 300, 0.5)
+    # every rgmanager has initialized its services (it announces itself only then) and the cluster is quiet
+    wait_for(lambda: all(m.get("rgmanager") for m in (rg_status(lab, "node1") or {}).get("members", [])), 600, 1.0)
     log(f"  {nodes} nodes, {services} services up in {time.monotonic() - started:.1f} s")
+    time.sleep(5.0)
     return lab
 
 
