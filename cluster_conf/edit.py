@@ -653,3 +653,23 @@ def remove_event(conf: ClusterConf, name: str) -> None:
     if element is None:
         raise _fail(conf, "EVENT_NOT_FOUND", f"event {name} does not exist")
     _remove(element)
+
+
+# -- every edit marks the document edited ------------------------------------------------------------------------
+def _marks_edited(function):  # type: ignore[no-untyped-def]
+    """An edit made outside a transaction still reaches `to_bytes()`/`save()` (which otherwise write the original
+    bytes of a document they take as unchanged)."""
+    import functools
+
+    @functools.wraps(function)
+    def edit_and_mark(conf: ClusterConf, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = function(conf, *args, **kwargs)
+        conf.mark_edited()
+        return result
+
+    return edit_and_mark
+
+
+for _name in [n for n in list(globals()) if n.startswith(("add_", "remove_", "set_"))]:
+    globals()[_name] = _marks_edited(globals()[_name])
+del _name

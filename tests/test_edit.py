@@ -269,3 +269,15 @@ def test_text_next_to_an_edited_element_is_kept() -> None:
         edit.remove_fence_device(conf, "a")
     assert "keep-this-text" in conf.to_string()
     assert [d.get("name") for d in conf.root.iter("fencedevice")] == ["b"]
+
+
+def test_an_edit_outside_a_transaction_still_reaches_the_bytes():
+    from cluster_conf import edit as edit_module
+    from cluster_conf.document import ClusterConf as Conf
+
+    conf = Conf.from_bytes(b'<?xml version="1.0"?>\n<cluster name="c" config_version="1">\n'
+                           b"  <clusternodes/>\n</cluster>\n")
+    edit_module.set_section_attrs(conf, "totem", {"token": "1000"})
+    edit_module.add_node(conf, "n1", nodeid=1)
+    data = conf.to_bytes()
+    assert b'<totem token="1000"/>' in data and b'name="n1"' in data
