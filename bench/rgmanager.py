@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.__main__ import machine
+from bench.cman import wait_for  # bounded polling, one way for both lab benchmarks
 from cluster_conf import edit
 from cluster_conf.document import ClusterConf
 from cman import control
@@ -29,16 +30,6 @@ from ricci_agent import lab_services
 from ricci_agent.lab import Lab, free_block, lab_cluster_conf, node_names
 
 TARGET_P50, TARGET_P99, TARGET_CLUSTAT = 1.5, 2.0, 0.150
-
-
-def wait_for(predicate, timeout: float, step: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise TimeoutError
 
 
 def http(address: str) -> str | None:
@@ -76,7 +67,8 @@ def failover(lab: Lab, address: str, trials: int, log) -> list[float]:
         time.sleep(1.0)
         killed = time.monotonic()
         lab.kill(owner)
-        moved = wait_for(lambda o=owner: (r := http(address)) is not None and not r.startswith(o + " ") and r, 30)
+        moved = wait_for(lambda o=owner: (r := http(address)) is not None and not r.startswith(o + " ") and r, 30,
+                         0.01)
         elapsed = time.monotonic() - killed
         times.append(elapsed)
         log(f"  failover {i + 1:2d}: {elapsed * 1000:7.1f} ms ({owner} -> {moved.split()[0]})")

@@ -65,3 +65,37 @@ def wait_for(predicate, timeout: float = 10.0, step: float = 0.1) -> bool:  # ty
             return True
         time.sleep(step)
     return bool(predicate())
+
+
+def wait_until(what: str, predicate, timeout: float = 20.0, step: float = 0.1):  # type: ignore[no-untyped-def]
+    """Poll `predicate` (bounded) and return its first truthy value; AssertionError naming `what` and the last
+    value at the timeout. The cluster-level lab tests (cman, rgmanager, nemesis) wait with this."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+def tear_down(lab: Lab) -> None:
+    """Heal the lab's partition and stop it; whatever `down` missed is SIGKILLed by marker (no leftovers even when
+    the lab's own bookkeeping is wrong)."""
+    import contextlib
+    import os
+
+    from ricci_agent.lab import node_processes
+
+    if not lab.exists():
+        return
+    with contextlib.suppress(Exception):
+        lab.heal()
+    try:
+        lab.down()
+    finally:
+        for node in lab.nodes:
+            for pid in node_processes(node):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)

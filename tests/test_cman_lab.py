@@ -6,7 +6,6 @@ never meet. Every wait is bounded; teardown stops every process of the lab and r
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
@@ -21,6 +20,7 @@ from cluster_conf import edit
 from cluster_conf.document import ClusterConf
 from cman import control, wire
 from cman.fence_agents import FenceHistory
+from tests.ricci_fixtures import tear_down, wait_until
 
 pytestmark = pytest.mark.slow
 paramiko = pytest.importorskip("paramiko", reason="paramiko is not installed (pip install -e .[node])")
@@ -33,15 +33,9 @@ NEEDS_ROOT = pytest.mark.skipif(
 )
 
 
+
 def wait_for(what: str, predicate: Callable[[], object], timeout: float = 20.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    return wait_until(what, predicate, timeout, step)
 
 
 def running(pids: list[int]) -> list[int]:
@@ -100,16 +94,7 @@ def make_lab(tmp_path: Path):
 
     yield make
     for lab in labs:
-        if not lab.exists():
-            continue
-        with contextlib.suppress(Exception):
-            lab.heal()
-        try:
-            lab.down()
-        finally:
-            for node in lab.nodes:
-                for pid in node_processes(node):
-                    os.kill(pid, 9)
+        tear_down(lab)
 
 
 def set_device(conf: ClusterConf, node: str, **attrs: str) -> None:

@@ -9,7 +9,6 @@ The seed is printed first (and in every failure message) so a failure can be rep
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import time
@@ -20,12 +19,13 @@ import pytest
 from cluster_conf import edit
 from cluster_conf.document import ClusterConf
 from tests import nemesis
+from tests.ricci_fixtures import tear_down
 
 pytestmark = pytest.mark.slow
 paramiko = pytest.importorskip("paramiko", reason="paramiko is not installed (pip install -e .[node])")
 
 from ricci_agent import lab_services  # noqa: E402
-from ricci_agent.lab import Lab, free_block, lab_cluster_conf, node_names, node_processes  # noqa: E402
+from ricci_agent.lab import Lab, free_block, lab_cluster_conf, node_names  # noqa: E402
 
 NODES = 5
 SERVICES = 10
@@ -61,12 +61,4 @@ def test_nemesis_never_two_owners_and_everything_recovers(tmp_path: Path):
             healthy_since=[*log.healthy_windows(until), (healthy, until)], until=until)
         assert not problems, f"seed {seed}: " + "; ".join(p.describe() for p in problems[:10])
     finally:
-        with contextlib.suppress(Exception):
-            lab.heal()
-        try:
-            lab.down()
-        finally:
-            for node in lab.nodes:
-                for pid in node_processes(node):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, 9)
+        tear_down(lab)

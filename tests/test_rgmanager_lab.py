@@ -7,7 +7,6 @@ down; every wait is bounded.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -22,28 +21,17 @@ from cluster_conf import edit
 from cluster_conf.document import ClusterConf
 from cman import control
 from rgmanager.endpoints import RG_SOCKET
+from tests.ricci_fixtures import tear_down, wait_until
 
 pytestmark = pytest.mark.slow
 paramiko = pytest.importorskip("paramiko", reason="paramiko is not installed (pip install -e .[node])")
 
 from ricci_agent import lab_services  # noqa: E402
-from ricci_agent.lab import Lab, free_block, lab_cluster_conf, node_names, node_processes  # noqa: E402
-
-NEEDS_ROOT = pytest.mark.skipif(
-    os.geteuid() != 0 or shutil.which("nft") is None,
-    reason="partitions need root and nftables (nft); CI runs as root with nftables installed",
-)
+from ricci_agent.lab import Lab, free_block, lab_cluster_conf, node_names  # noqa: E402
 
 
 def wait_for(what: str, predicate: Callable[[], object], timeout: float = 30.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    return wait_until(what, predicate, timeout, step)
 
 
 def rg_status(lab: Lab, node: str) -> dict | None:
@@ -124,17 +112,7 @@ def make_lab(tmp_path: Path):
 
     yield make
     for lab in labs:
-        if not lab.exists():
-            continue
-        with contextlib.suppress(Exception):
-            lab.heal()
-        try:
-            lab.down()
-        finally:
-            for node in lab.nodes:
-                for pid in node_processes(node):
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, 9)
+        tear_down(lab)
 
 
 def web_address(lab: Lab) -> str:
