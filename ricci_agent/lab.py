@@ -387,11 +387,23 @@ def _reap(pid: int) -> None:
             _EXIT_CODES[pid] = os.waitstatus_to_exitcode(status)
 
 
-def exit_code(pid: int) -> int | None:
-    """The exit status of an agent this process started and that has been collected (by stop, kill, down...):
-    0 for a clean exit, -N when signal N ended it; None when unknown (not our child, or not collected yet)."""
-    _reap(pid)
-    return _EXIT_CODES.get(pid)
+def exit_code(pid: int, wait: float = 2.0) -> int | None:
+    """The exit status of an agent this process started (after stop, kill, down...): 0 for a clean exit, -N when
+    signal N ended it; None when unknown (not our child, or still running after `wait` s). A process that is
+    exiting no longer shows its environment (so node_processes counts it gone) a moment before it becomes a
+    zombie: the bounded wait covers that moment."""
+    deadline = time.monotonic() + wait
+    while True:
+        _reap(pid)
+        if pid in _EXIT_CODES or time.monotonic() >= deadline:
+            return _EXIT_CODES.get(pid)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return _EXIT_CODES.get(pid)  # gone and collected by someone else: unknown
+        except PermissionError:
+            return None  # not ours
+        time.sleep(0.02)
 
 
 def group_members(pgid: int) -> list[int]:
