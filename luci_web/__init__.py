@@ -1,1 +1,1 @@
-"""luci_web: the Django console (Channels, Celery + Redis) and the REST API; for now settings and `demo`."""
+"""luci: the web console of the suite (Django + Channels + Celery + Redis). docs/architecture.md."""

@@ -1,7 +1,8 @@
-"""URL routes of the luci console (the console's pages arrive in step 6)."""
+"""URL routes of luci: the console at /, Django's admin at /admin/ (the REST API arrives in step 7)."""
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("luci_web.console.urls")),
 ]

@@ -206,7 +206,7 @@ def test_quorum_disk_is_member_zero_and_rgmanager_flags_merge(cluster: Cluster,
 
 
 def test_widths_follow_the_terminal_only_on_a_tty(monkeypatch: pytest.MonkeyPatch) -> None:
-    snapshot = clustat._from_cman(CMAN_STATUS, RG_STATUS, "running")
+    snapshot = clustat.snapshot_from(CMAN_STATUS, RG_STATUS, "running")
     text = clustat.format_text(snapshot, cols=100, now=0)
     assert " node1" + " " * 45 + "    1 Online, Local, RG-Master" in text  # name width 50
     assert " service:web" + " " * 29 + " node1" + " " * 35 + " started       " in text  # 40 and 40

@@ -153,14 +153,14 @@ def gather(root: str, *, fast: bool = False) -> Snapshot:
         else:
             return _from_rgmanager(rg)
         cman = _ask_cman(root, deadline - time.monotonic())
-        return _from_cman(cman, None, rg_state)
+        return snapshot_from(cman, None, rg_state)
     cman = _ask_cman(root, min(CMAN_TIMEOUT, deadline - time.monotonic()))
     try:
         rg: dict[str, Any] | None = ask_status(root, RG_SOCKET, deadline - time.monotonic())
         rg_state = "running"
     except ControlError as exc:
         rg, rg_state = None, ("timeout" if exc.code == "timeout" else "not_running")
-    return _from_cman(cman, rg, rg_state)
+    return snapshot_from(cman, rg, rg_state)
 
 
 def _ask_cman(root: str, timeout: float) -> dict[str, Any]:
@@ -177,8 +177,9 @@ def _member(name: str, nodeid: int, online: bool, **flags: bool) -> dict[str, An
     return row
 
 
-def _from_cman(cman: dict[str, Any], rg: dict[str, Any] | None, rg_state: str) -> Snapshot:
-    """cmand's members (online = in the view) with rgmanager's flags laid over them by node id."""
+def snapshot_from(cman: dict[str, Any], rg: dict[str, Any] | None, rg_state: str) -> Snapshot:
+    """cmand's members (online = in the view) with rgmanager's flags laid over them by node id: the snapshot
+    clustat prints, from the two daemons' status dicts (luci builds its status from ricci's copies of them)."""
     members = [_member(str(n.get("name")), int(n.get("nodeid", 0)), n.get("state") == "M", local=bool(n.get("local")))
                for n in cman.get("nodes") or ()]
     qdisk = cman.get("qdisk")
