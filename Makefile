@@ -31,16 +31,19 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# Five benchmark programs: cluster_conf (load/validate/edit/diff), the engine (placement, replan, resource
+# Seven benchmark programs: cluster_conf (load/validate/edit/diff), the engine (placement, replan, resource
 # trees), ricci (configuration push to 3/16/64 agents on loopback; needs about 4 GiB of RAM), cman (kill -9
-# of a lab node to "fenced and new view installed", 20 trials) and rgmanager (failover of a web service to HTTP
-# on its new node, relocation, clustat on 3 and 16 nodes).
+# of a lab node to "fenced and new view installed", 20 trials), rgmanager (failover of a web service to HTTP
+# on its new node, relocation, clustat on 3 and 16 nodes), luci (dashboard server time on a synthetic 16-node,
+# 1000-service cluster) and luci_live (a service state change on a node to the browser showing it).
 bench: $(STAMP)
 	$(PY) -m bench
 	$(PY) -m bench.engine
 	$(PY) -m bench.ricci
 	$(PY) -m bench.cman
 	$(PY) -m bench.rgmanager
+	$(PY) -m bench.luci
+	$(PY) -m bench.luci_live
 
 # The nemesis test for 30 minutes instead of the 2 of `make test` (NEMESIS_SEED=<n> replays a schedule).
 soak: $(STAMP)

@@ -724,11 +724,20 @@ class Daemon:
         log.info("cmand stopped")
 
 
+def log_formatter(program: str) -> logging.Formatter:
+    """`2025-01-01T12:00:00.123 PROGRAM[PID]: LEVEL message`: the line ricci's `log.get` reads (the same time
+    format as ricci's own log), for cmand and rgmanager."""
+    formatter = logging.Formatter(f"%(asctime)s {program}[%(process)d]: %(levelname)s %(message)s")
+    formatter.default_time_format = "%Y-%m-%dT%H:%M:%S"
+    formatter.default_msec_format = "%s.%03d"
+    return formatter
+
+
 def setup_logging(root: Path) -> None:
     path = root / LOG_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s cmand[%(process)d]: %(levelname)s %(message)s"))
+    handler.setFormatter(log_formatter("cmand"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if os.environ.get("CMAN_DEBUG") else logging.INFO)
     log.propagate = False

@@ -1,5 +1,6 @@
 """ASGI entry point (daphne): HTTP through Django, websockets through Channels with the session's user, from
-allowed origins only."""
+allowed origins only. The console's two static files (luci.css, live.js) are served by a URL route (luci_web.urls),
+so they carry the security headers too and one daphne is a whole console."""
 import os
 
 from django.core.asgi import get_asgi_application

@@ -9,3 +9,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "luci_web.settings")
 app = Celery("luci_web")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["luci_web.clusters"])
+app.autodiscover_tasks(["luci_web.clusters.registry_tasks"], related_name=None)  # luci.create_cluster

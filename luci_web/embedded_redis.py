@@ -64,10 +64,11 @@ def start_redis_server(var_dir: Path) -> tuple[str, Callable[[], None]]:
         [binary, "--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700", "--save", "",
          "--appendonly", "no", "--dir", str(folder), "--loglevel", "warning", "--logfile", str(folder / "redis.log")],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        process_group=0,  # a terminal's Ctrl-C reaches the caller only: it stops the server last, after its clients
     )
     try:
         _wait_ready(lambda: _ping(str(sock), None, 0.5), "redis-server", lambda: proc.poll() is None)
-    except RedisUnavailable:
+    except BaseException:  # an interrupt while waiting must not leave the server behind either
         proc.kill()
         proc.wait(5)
         raise
@@ -107,12 +108,17 @@ def start_fakeredis() -> tuple[str, Callable[[], None]]:
                               name="embedded-fakeredis")
     thread.start()
     host, port = server.server_address[:2]
-    _wait_ready(lambda: _ping(None, (host, port), 0.5), "fakeredis")
 
     def stop() -> None:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+    try:
+        _wait_ready(lambda: _ping(None, (host, port), 0.5), "fakeredis")
+    except BaseException:
+        stop()
+        raise
 
     return f"redis://{host}:{port}/0", stop
 

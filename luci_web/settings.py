@@ -73,8 +73,7 @@ def _database_from_url(url: str | None) -> dict:
     if not url:
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3",
                 "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE",
-                            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
-                "TEST": {"NAME": BASE_DIR / "var" / "test-db.sqlite3"}}
+                            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}}
     from urllib.parse import urlparse
 
     parts = urlparse(url)

@@ -1,8 +1,15 @@
-"""URL routes of luci: the console at /, Django's admin at /admin/ (the REST API arrives in step 7)."""
+"""URL routes of luci: the console at /, Django's admin at /admin/, the console's static files at /static/ (the
+REST API arrives in step 7).
+
+The static files are served through Django, with every middleware (so with the security headers): they are two
+small files, and one daphne is then a whole console. A deployment behind nginx may serve /static/ itself after
+`manage.py collectstatic` (docs/deploy.md)."""
 from django.contrib import admin
-from django.urls import include, path
+from django.contrib.staticfiles.views import serve
+from django.urls import include, path, re_path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    re_path(r"^static/(?P<path>.+)$", serve, {"insecure": True}),
     path("", include("luci_web.console.urls")),
 ]

@@ -37,7 +37,7 @@ from typing import Any
 from cluster_conf.document import atomic_write
 from cluster_conf.model import ClusterView, to_int, view
 from cman import control, identity, wire
-from cman.daemon import DaemonError, running_config
+from cman.daemon import DaemonError, log_formatter, running_config
 from rgmanager import messaging
 from rgmanager.endpoints import RG_PIDFILE as PIDFILE
 from rgmanager.endpoints import RG_SOCKET
@@ -1010,7 +1010,7 @@ def setup_logging(root: Path) -> None:
     path = root / LOG_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s rgmanager[%(process)d]: %(levelname)s %(message)s"))
+    handler.setFormatter(log_formatter("rgmanager"))
     log.addHandler(handler)
     log.setLevel(logging.DEBUG if os.environ.get("RGMANAGER_DEBUG") else logging.INFO)
     log.propagate = False

@@ -83,6 +83,7 @@ AEAD_CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com")
 # Functions that stage and commit on every peer before they answer: the agent's own budget for the peers
 # (ricci_agent.server.PUSH_BUDGET) is below LONG_REQUEST_TIMEOUT, so a hung peer shows in the reply as unreachable.
 LONG_FUNCTIONS = frozenset({"cluster.set_config", "cluster.stage", "cluster.commit", "node.start", "node.stop",
+                            "node.reboot", "node.fence",
                             *(f"service.{op}" for op in ("enable", "disable", "relocate", "restart", "stop", "freeze",
                                                          "unfreeze", "migrate", "convalesce"))})
 

@@ -22,8 +22,11 @@ Hardening (see docs/ricci-protocol.md):
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import dataclasses
+import hmac
 import logging
 import os
 import re
@@ -132,6 +135,15 @@ DAEMONS: tuple[tuple[str, tuple[str, ...], tuple[str, ...], str], ...] = (
 SERVICE_OPS = ("enable", "disable", "relocate", "restart", "stop", "freeze", "unfreeze", "migrate", "convalesce")
 SERVICE_TIMEOUT = 28.0  # a service request waits for its outcome, below the caller's long request timeout (30 s)
 DAEMON_TIMEOUT = 28.0  # below the client library's long request timeout (30 s): the caller hears the outcome
+# node.reboot runs node.stop then node.start: up to four daemon commands, each bounded by DAEMON_TIMEOUT. Callers
+# give it this timeout (the client library's long request timeout is 30 s).
+REBOOT_TIMEOUT = 4 * DAEMON_TIMEOUT + 5.0
+FENCE_TIMEOUT_ENV = "FENCE_NODE_TIMEOUT"  # fence_node's per-agent bound (cman.cli.fence_node)
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,254}")  # a name or an IPv4/IPv6 address, as dialled
+MAX_TRUST_ENTRIES = 1024
+MAX_AUTHKEY_BYTES = 4096
+AUTHKEY_PATH = "etc/cluster/authkey"
 
 log = logging.getLogger("ricci")
 
@@ -191,8 +203,15 @@ class Agent:
             "service.unlock": lambda args, caller: self._rg_request("unlock", caller),
             "node.start": self.node_start,
             "node.stop": self.node_stop,
+            "node.reboot": self.node_reboot,
+            "node.fence": self.node_fence,
+            "node.trust": self.node_trust,
+            "cluster.set_authkey": self.set_authkey,
             "log.get": self.log_get,
+            "fence.history": self.fence_history,
         }
+        self._client_key: str | None = None
+        self._trust_lock = threading.Lock()
 
     # -- clients to the peers ------------------------------------------------------------------------------
     @property
@@ -314,7 +333,15 @@ class Agent:
             "config_version": accepted.version if accepted else None,
             "config_hash": accepted.hash if accepted else None,
             "local_edit": edit,
+            "client_key": self.client_key(),
         }
+
+    def client_key(self) -> str:
+        """This node's client public key line (created on first use): what a creator of a cluster authorises on
+        the other nodes so this node can propagate to them."""
+        if self._client_key is None:
+            self._client_key = keys.ensure_client_key(self.root)
+        return self._client_key
 
     def get_config(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
         """The accepted copy (what peers pull in catch-up), never a local edit of the live file."""
@@ -442,6 +469,84 @@ class Agent:
         log.info("node.stop requested via %s", caller.author)
         return self._daemons("stop", [(name, stop, sock) for name, _, stop, sock in reversed(DAEMONS)])
 
+    def node_reboot(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """node.stop then node.start: a restart of this node's cluster daemons (the agent cannot reboot the
+        machine it runs on; the lab cannot reboot a machine at all). The reply is node.start's, with action
+        "reboot" and `stopped` (node.stop's daemons)."""
+        log.info("node.reboot requested via %s", caller.author)
+        stopped = self._daemons("stop", [(name, stop, sock) for name, _, stop, sock in reversed(DAEMONS)])
+        started = self._daemons("start", [(name, start, sock) for name, start, _, sock in DAEMONS])
+        return {"action": "reboot", "daemons": started["daemons"], "stopped": stopped["daemons"]}
+
+    def node_fence(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """`fence_node NODE` on this node (the methods of its cluster.conf), bounded by DAEMON_TIMEOUT: `{ok, exit,
+        message}` (message: fence_node's last line, e.g. "fence node2 success"). A failed fence is a reply with
+        ok false, not an error."""
+        node = str_arg(args, "node")
+        if not NODE_NAME.fullmatch(node):
+            raise RicciError(BAD_ARGUMENTS, "'node' must be a cluster node name (letters, digits, '.', '_', '-', "
+                             "not starting with '-')")
+        log.info("node.fence %s requested via %s", node, caller.author)
+        result = self._run_daemon_command(("fence_node", node), {FENCE_TIMEOUT_ENV: str(int(DAEMON_TIMEOUT) - 3)})
+        result.setdefault("exit", None)
+        log.info("node.fence %s: %s", node, result["message"] or ("ok" if result["ok"] else "failed"))
+        return result
+
+    def node_trust(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """Authorise client keys and pin peers' host keys (what a creator of a cluster does on every node so the
+        nodes can talk among themselves). Every entry is checked before anything is written."""
+        authorize = args.get("authorize", [])
+        pin = args.get("pin", [])
+        if not isinstance(authorize, list) or not all(isinstance(line, str) for line in authorize):
+            raise RicciError(BAD_ARGUMENTS, "'authorize' must be a list of public key lines")
+        if not isinstance(pin, list) or not all(isinstance(entry, dict) for entry in pin):
+            raise RicciError(BAD_ARGUMENTS, "'pin' must be a list of {host, port, key} objects")
+        if len(authorize) > MAX_TRUST_ENTRIES or len(pin) > MAX_TRUST_ENTRIES:
+            raise RicciError(BAD_ARGUMENTS, f"at most {MAX_TRUST_ENTRIES} entries in 'authorize' and in 'pin'")
+        for index, line in enumerate(authorize):
+            _check_key_line(line, f"authorize[{index}]")
+        pins = [_pin_entry(entry, index) for index, entry in enumerate(pin)]
+        added = 0
+        with self._trust_lock:
+            for line in authorize:
+                added += keys.authorize(self.root, line)
+            for host, port, line in pins:
+                keys.pin_host_key(self.root, host, port, line)
+        log.info("node.trust via %s: %d key(s) authorised (%d new), %d host key(s) pinned", caller.author,
+                 len(authorize), added, len(pins))
+        return {"authorized": added, "pinned": len(pins)}
+
+    def set_authkey(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """Install the cluster key (etc/cluster/authkey, 0600, atomically) when the node has none; the same key
+        again is `changed: false`; another key is refused: replacing it would cut this node off its cluster."""
+        from cman import wire
+
+        text = str_arg(args, "key_b64")
+        try:
+            key = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise RicciError(BAD_ARGUMENTS, "'key_b64' is not valid base64") from None
+        if not wire.MIN_KEY_BYTES <= len(key) <= MAX_AUTHKEY_BYTES:
+            raise RicciError(BAD_ARGUMENTS, f"the cluster key must be {wire.MIN_KEY_BYTES} to {MAX_AUTHKEY_BYTES} "
+                             f"bytes, not {len(key)}")
+        path = wire.key_path(self.root)
+        with self._trust_lock:
+            if path.exists():
+                try:
+                    same = hmac.compare_digest(path.read_bytes(), key)
+                except OSError as exc:
+                    raise RicciError(INTERNAL, f"cannot read {AUTHKEY_PATH}: {exc.strerror}") from None
+                if not same:
+                    log.warning("cluster.set_authkey via %s refused: this node holds another cluster key",
+                                caller.author)
+                    raise RicciError(BAD_ARGUMENTS, f"{self.settings.node_name} already holds another cluster key "
+                                     f"({AUTHKEY_PATH}); it is never replaced remotely: remove it on the node "
+                                     "first if it must change")
+                return {"changed": False}
+            wire.write_key(self.root, key)
+        log.info("cluster key installed via %s", caller.author)
+        return {"changed": True}
+
     def _daemons(self, action: str, commands: list[tuple[str, tuple[str, ...], str]]) -> dict[str, Any]:
         from cman import control
 
@@ -463,22 +568,24 @@ class Agent:
             return False
         return True
 
-    def _run_daemon_command(self, argv: tuple[str, ...]) -> dict[str, Any]:
+    def _run_daemon_command(self, argv: tuple[str, ...], extra_env: dict[str, str] | None = None
+                            ) -> dict[str, Any]:
         import shutil
         import subprocess
         import sys
 
         bindir = str(Path(sys.executable).parent)
-        env = dict(os.environ, CLUSTER_ROOT=str(self.root))
+        env = dict(os.environ, CLUSTER_ROOT=str(self.root), **(extra_env or {}))
         env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
         program = shutil.which(argv[0], path=env["PATH"])
         if program is None:
-            return {"ok": False, "message": f"{argv[0]} not found"}
+            return {"ok": False, "exit": None, "message": f"{argv[0]} not found"}
         try:
             done = subprocess.run([program, *argv[1:]], env=env, cwd=self.root, stdin=subprocess.DEVNULL,
                                   capture_output=True, timeout=DAEMON_TIMEOUT, check=False)
         except subprocess.TimeoutExpired:
-            return {"ok": False, "message": f"{' '.join(argv)} did not finish within {DAEMON_TIMEOUT:.0f} s"}
+            return {"ok": False, "exit": None,
+                    "message": f"{' '.join(argv)} did not finish within {DAEMON_TIMEOUT:.0f} s"}
         text = (done.stderr or done.stdout).decode(errors="replace").strip().splitlines()
         return {"ok": done.returncode == 0, "exit": done.returncode, "message": text[-1] if text else ""}
 
@@ -528,6 +635,18 @@ class Agent:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise RicciError(BAD_ARGUMENTS, "'tags' must be a list of strings")
         return {"entries": read_log_entries(self.root / LOG_PATH.parent, age, set(tags))}
+
+    def fence_history(self, args: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        """This node's fence history (what `cman_tool fence --history` prints), newest last."""
+        from cman.fence_agents import FenceHistory
+
+        limit = int_arg(args, "limit", 100)
+        if not 1 <= limit <= 1000:
+            raise RicciError(BAD_ARGUMENTS, "'limit' must be 1..1000")
+        node = args.get("node")
+        if node is not None and not isinstance(node, str):
+            raise RicciError(BAD_ARGUMENTS, "'node' must be a string")
+        return {"entries": FenceHistory(self.root).entries(node, limit)}
 
     # -- peers: the live configuration must be usable ------------------------------------------------------
     def _note_config_state(self) -> None:
@@ -742,6 +861,29 @@ def _failed_outcome(answer: NodeResult, phase: str) -> dict[str, str]:
         prefix = "" if phase == "stage" else "staged, but the commit was not acknowledged: "
         return {"outcome": "unreachable", "message": prefix + (answer.message or "")}
     return {"outcome": "refused", "message": answer.message or answer.code or "refused"}
+
+
+def _check_key_line(line: str, where: str) -> None:
+    """A single public key line we can use, else bad_arguments naming `where` (never the key itself)."""
+    if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in line.strip()):
+        raise RicciError(BAD_ARGUMENTS, f"{where}: the public key line contains a control character (a newline?)")
+    try:
+        keys.parse_public_key(line)
+    except keys.KeyFileError as exc:
+        raise RicciError(BAD_ARGUMENTS, f"{where}: {exc}") from None
+
+
+def _pin_entry(entry: dict[str, Any], index: int) -> tuple[str, int, str]:
+    where = f"pin[{index}]"
+    host, port, line = entry.get("host"), entry.get("port", DEFAULT_PORT), entry.get("key")
+    if not isinstance(host, str) or not HOST_NAME.fullmatch(host):
+        raise RicciError(BAD_ARGUMENTS, f"{where}: 'host' must be a host name or address")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise RicciError(BAD_ARGUMENTS, f"{where}: 'port' must be a port number (1-65535)")
+    if not isinstance(line, str):
+        raise RicciError(BAD_ARGUMENTS, f"{where}: 'key' must be a public key line")
+    _check_key_line(line, where)
+    return host, port, line
 
 
 # -- arguments -----------------------------------------------------------------------------------------------

@@ -88,3 +88,18 @@ def test_cman_bench_runs_one_trial(capsys, tmp_path):
 
     figures = json.loads(out_json.read_text())
     assert len(figures["totals_s"]) == 1 and figures["totals_s"][0] > 0.5  # at least half a token: really measured
+
+
+def test_luci_dashboard_bench_runs_at_a_small_size(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "luci.json"
+    done = subprocess.run([sys.executable, "-m", "bench.luci", "--runs", "3", "--size", "2x10", "--json", str(out)],
+                          capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    pages = json.loads(out.read_text())["pages"]
+    assert {"overview", "cluster_head", "services_fragment", "nodes_fragment"} <= set(pages), done.stdout
+    assert all(p["p95_s"] > 0 for p in pages.values())

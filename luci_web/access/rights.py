@@ -88,3 +88,101 @@ def visible_clusters(user: Any):  # type: ignore[no-untyped-def]
     for right in CLUSTER_RIGHTS:
         held |= Q(**{f"grants__{right}": True})
     return Cluster.objects.filter(Q(grants__user=user) & held).distinct()
+
+
+# -- what each console URL needs -----------------------------------------------------------------------------------
+# Every named route of the console (luci_web.console.urls) is classified here, and tests/test_luci_access.py walks
+# the URL resolver and fails on a route missing from this table, so a new view must be classified to ship.
+# A value is "GET-right:POST-right" or one right for both. Rights: a cluster right (CLUSTER_RIGHTS: the route takes
+# the cluster's `pk`; a right other than view implies view), a global right (GLOBAL_RIGHTS; "administrator" is a
+# superuser), LOGIN (any signed-in user) or PUBLIC.
+PUBLIC, LOGIN = "public", "login"
+URL_RIGHTS: dict[str, str] = {
+    # session
+    "login": PUBLIC, "logout": PUBLIC,
+    # overview and operations (an operation is shown to its author and to the viewers of its cluster)
+    "overview": LOGIN, "overview_fragment": LOGIN, "operation": LOGIN, "operation_fragment": LOGIN,
+    # clusters in luci
+    "cluster_add": "import_clusters", "cluster_create": "create_clusters", "cluster_remove": "remove",
+    # users, permissions and the audit log
+    "users": "administrator", "user_add": "administrator", "user_edit": "administrator",
+    "user_delete": "administrator", "user_password": "administrator", "audit": "administrator",
+    # cluster pages: the tabs and the fragments the live script re-fetches (viewing)
+    "cluster": "view", "cluster_head": "view",
+    "nodes": "view", "nodes_fragment": "view", "services": "view", "services_fragment": "view",
+    "service_definition": "view", "history": "view", "events": "view", "events_fragment": "view",
+    "whatif": "view", "logs": "view",
+    # tabs whose own forms change the configuration
+    "fence": "view:config", "domains": "view:config", "resources": "view:config", "configure": "view:config",
+    # configuration changes
+    "service_create": "config", "service_save_attrs": "config", "service_add_resource": "config",
+    "service_remove_resource": "config", "service_set_flags": "config", "service_delete": "config",
+    "history_rollback": "config",
+    # service commands (enable, disable, relocate, migrate, restart, freeze ...)
+    "service_command": "service_cmd",
+    # node commands (join, leave, fence, reboot)
+    "nodes_action": "node_cmd",
+    # membership
+    "node_add": "membership", "node_delete": "membership",
+}
+
+
+def url_right(name: str, method: str = "GET") -> str:
+    """The right that `method` on the console route `name` needs (KeyError for an unclassified route)."""
+    spec = URL_RIGHTS[name]
+    get_right, _, post_right = spec.partition(":")
+    return get_right if method in ("GET", "HEAD", "OPTIONS") else (post_right or get_right)
+
+
+def holds(user: Any, right: str, cluster: Any = None) -> bool:
+    """Whether `user` holds `right` of any kind (URL_RIGHTS' vocabulary); a cluster right needs `cluster`."""
+    if right == PUBLIC:
+        return True
+    if right == LOGIN:
+        return _active(user)
+    if right in GLOBAL_RIGHTS:
+        return has_global(user, right)
+    return cluster is not None and can(user, cluster, right)
+
+
+# -- changing rights (the Users & Permissions page and `manage.py luci_user` share these) ---------------------------
+def global_rights(user: Any) -> frozenset[str]:
+    """The global rights `user` holds (an administrator holds all three)."""
+    return frozenset(r for r in GLOBAL_RIGHTS if has_global(user, r))
+
+
+def set_global_rights(user: Any, rights: set[str] | frozenset[str]) -> None:
+    """Make `user`'s global rights exactly `rights` (administrator = superuser and staff, for Django's admin)."""
+    from django.contrib.auth.models import Permission
+
+    unknown = set(rights) - set(GLOBAL_RIGHTS)
+    if unknown:
+        raise ValueError(f"unknown global right(s): {', '.join(sorted(unknown))}")
+    admin = "administrator" in rights
+    if user.is_superuser != admin or user.is_staff != admin:
+        user.is_superuser = user.is_staff = admin
+        user.save(update_fields=["is_superuser", "is_staff"])
+    for right in ("create_clusters", "import_clusters"):
+        perm = Permission.objects.get(content_type__app_label="access", codename=right)
+        if right in rights:
+            user.user_permissions.add(perm)
+        else:
+            user.user_permissions.remove(perm)
+    for cache_name in ("_perm_cache", "_user_perm_cache", "_group_perm_cache"):
+        user.__dict__.pop(cache_name, None)
+
+
+def set_cluster_rights(user: Any, cluster: Any, rights: set[str] | frozenset[str]) -> None:
+    """Make `user`'s grant on `cluster` exactly `rights` (none: the grant is deleted). A right other than view
+    implies view, so view is stored whenever any right is."""
+    from luci_web.access.models import ClusterGrant
+
+    unknown = set(rights) - set(CLUSTER_RIGHTS)
+    if unknown:
+        raise ValueError(f"unknown cluster right(s): {', '.join(sorted(unknown))}")
+    cluster_id = getattr(cluster, "pk", cluster)
+    if not rights:
+        ClusterGrant.objects.filter(user=user, cluster_id=cluster_id).delete()
+        return
+    values = {r: (r in rights or r == "view") for r in CLUSTER_RIGHTS}
+    ClusterGrant.objects.update_or_create(user=user, cluster_id=cluster_id, defaults=values)

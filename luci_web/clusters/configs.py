@@ -125,11 +125,12 @@ def change(cluster: Cluster, user: Any, base_version: int | None, edit: Callable
 
 
 def push(cluster: Cluster, user: Any, xml: str, *, action: str, target: str = "", reason: str = "",
-         detail: dict[str, Any] | None = None) -> Operation:
-    """Start the push task for a prepared document; the task audits the result."""
+         detail: dict[str, Any] | None = None, right: str = "config") -> Operation:
+    """Start the push task for a prepared document; the task re-checks `right` (config; membership for adding
+    and deleting nodes, as the original's "Can Add and Delete Nodes") and audits the result."""
     from luci_web.clusters.tasks import push_config
 
     op = operations.start(user, "push_config", cluster, [n.name for n in cluster.nodes.all()])
     push_config.delay(str(op.id), xml, {"action": action, "target": target, "reason": reason,
-                                        "detail": detail or {}})
+                                        "detail": detail or {}, "right": right})
     return op

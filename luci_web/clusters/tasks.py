@@ -33,7 +33,10 @@ def load(operation_id: str, right: str) -> tuple[Operation, Any]:
 def push_config(operation_id: str, xml: str, meta: dict[str, Any]) -> dict[str, Any]:
     """Send a new configuration to one node with propagate=true; that node stages it on every node and commits.
     The first node that answers takes it; each node's outcome is the operation's progress."""
-    op, user = load(operation_id, "config")
+    right = meta.get("right", "config")
+    if right not in ("config", "membership"):
+        raise ValueError(f"push_config: right {right!r}")
+    op, user = load(operation_id, right)
     cluster = op.cluster
     operations.running(op)
     action, target = meta.get("action", "config"), meta.get("target", "")
@@ -64,3 +67,4 @@ def push_config(operation_id: str, xml: str, meta: dict[str, Any]) -> dict[str, 
     record(user, action, cluster=cluster, target=target, detail=meta.get("detail"), result="failed", message=failure)
     operations.finish(op, False, failure)
     return {"ok": False}
+from luci_web.clusters import node_tasks  # noqa: E402,F401  (registers luci.node_* with the worker)

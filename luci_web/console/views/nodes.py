@@ -1,17 +1,306 @@
-"""The Nodes tab."""
+"""The Nodes tab: each node's state as the watcher last read it (live), its agent and its fence methods; join,
+leave, reboot and fence a node, or start and stop the whole cluster (node_cmd); add and delete nodes
+(membership). The long parts run as Celery tasks (luci_web.clusters.node_tasks) whose progress the operation's
+page shows live."""
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.urls import path
+import re
+from typing import Any
 
-from luci_web.console.views.common import cluster_view, render_tab
+from django.contrib import messages
+from django.db import IntegrityError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path
+from django.views.decorators.http import require_POST
+
+from cluster_conf import ClusterConf, edit, model
+from cluster_conf.schema import is_secret
+from luci_web.audit.log import record
+from luci_web.clusters import gateway, operations
+from luci_web.clusters.configs import ConfigConflict, ConfigRejected, ConfigUnavailable, fetch, prepare
+from luci_web.clusters.models import Cluster, Node
+from luci_web.clusters.node_tasks import MANY_ACTIONS, NODE_ACTIONS, node_action, node_add, node_delete, nodes_action
+from luci_web.console.views.common import cluster_view, render_tab, tab_context
+from ricci_agent.protocol import RicciError
+
+DEFAULT_PORT = 11111
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
+ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]{0,254}")
+ADD_SESSION_KEY = "luci-node-add"
+NODE_BUTTONS = [("join", "Join"), ("leave", "Leave"), ("reboot", "Reboot"), ("fence", "Fence")]
+
+
+# -- what the tab shows -------------------------------------------------------------------------------------
+def node_rows(cluster: Cluster) -> list[dict[str, Any]]:
+    """One row per node: the status's member rows (clustat's, with state online/offline/unknown), with luci's
+    agent address; nodes luci knows that no status named yet come last, state unknown."""
+    status = cluster.status or {}
+    agents = {n.name: n for n in cluster.nodes.all()}
+    cluster_version = status.get("config_version")
+    rows = []
+    for member in status.get("members") or []:
+        if member.get("qdisk"):
+            continue
+        version = member.get("config_version")
+        agent = agents.pop(member.get("name"), None)
+        rows.append({
+            "name": member.get("name"), "nodeid": member.get("nodeid"), "state": member.get("state") or "unknown",
+            "member": bool(member.get("online")), "rgmanager": bool(member.get("rgmanager")),
+            "master": bool(member.get("master")), "config_version": version,
+            "version_differs": version is not None and cluster_version is not None and version != cluster_version,
+            "agent": agent, "message": member.get("message") or "",
+        })
+    for name, agent in agents.items():
+        rows.append({"name": name, "nodeid": None, "state": "unknown", "member": False, "rgmanager": False,
+                     "master": False, "config_version": None, "version_differs": False, "agent": agent,
+                     "message": "not in the last status reading"})
+    return rows
+
+
+def _shown_params(params: dict[str, str]) -> list[tuple[str, str]]:
+    """A device's parameters as (name, value), secrets replaced by a word: a password never reaches the page."""
+    return [(k, "(hidden)" if is_secret(k) else v) for k, v in params.items()]
+
+
+def fence_methods(conf: ClusterConf) -> dict[str, list[dict[str, Any]]]:
+    """{node: [{name, devices: [{name, agent, params: [(k, v)]}]}]} from the configuration."""
+    view = model.view(conf)
+    shown: dict[str, list[dict[str, Any]]] = {}
+    for node in view.nodes:
+        methods = []
+        for method in node.methods:
+            devices = []
+            for ref in method.devices:
+                device = view.fence_device(ref.name)
+                devices.append({"name": ref.name, "agent": device.agent if device else None,
+                                "params": _shown_params(ref.params)})
+            methods.append({"name": method.name, "devices": devices})
+        shown[node.name] = methods
+    return shown
+
+
+def nodes_context(cluster: Cluster) -> dict[str, Any]:
+    return {"rows": node_rows(cluster), "node_buttons": NODE_BUTTONS}
 
 
 @cluster_view("view")
 def tab(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
-    return render_tab(request, cluster, rights, "nodes", "console/nodes.html")
+    """The full page: the live table, and the fence methods read once from the configuration."""
+    methods: dict[str, list[dict[str, Any]]] = {}
+    config_version = None
+    config_error = ""
+    try:
+        current = fetch(cluster)
+        methods, config_version = fence_methods(current.conf), current.version
+    except ConfigUnavailable as exc:
+        config_error = str(exc)
+    return render_tab(request, cluster, rights, "nodes", "console/nodes.html", **nodes_context(cluster),
+                      methods=methods, config_version=config_version, config_error=config_error,
+                      node_names=[n.name for n in cluster.nodes.all()], many_actions=MANY_ACTIONS)
+
+
+@cluster_view("view")
+def fragment(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
+    """The live part alone (re-fetched when the cluster's status changes)."""
+    return render(request, "console/_nodes.html", tab_context(cluster, rights, "nodes", **nodes_context(cluster)))
+
+
+# -- join, leave, reboot, fence (node_cmd) ------------------------------------------------------------------
+@require_POST
+@cluster_view("node_cmd")
+def act(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
+    """One node (`node`) or several (`node` repeated; `scope=all`: every node) join, leave, reboot or are fenced.
+    Starts an Operation and its task, then shows the operation's page."""
+    action = request.POST.get("action", "")
+    known = [n.name for n in cluster.nodes.all()]
+    names = known if request.POST.get("scope") == "all" else list(dict.fromkeys(request.POST.getlist("node")))
+    problem = ""
+    if action not in NODE_ACTIONS:
+        problem = f"unknown node action {action!r}"
+    elif not names:
+        problem = "choose at least one node"
+    elif unknown := [n for n in names if n not in known]:
+        problem = f"luci does not know the node {unknown[0]!r} in {cluster.name}"
+    elif len(names) > 1 and action not in MANY_ACTIONS:
+        problem = f"{action} works on one node at a time"
+    elif action == "fence" and len(known) < 2:
+        problem = "fencing needs another node to run the fence agent"
+    if problem:
+        record(request.user, f"node.{action or '?'}", cluster=cluster, target=", ".join(names), result="refused",
+               message=problem)
+        messages.error(request, problem)
+        return redirect("console:nodes", cluster.pk)
+    kind = f"node_{action}" if len(names) == 1 else f"nodes_{action}"
+    op = operations.start(request.user, kind, cluster, names)
+    if len(names) == 1:
+        node_action.delay(str(op.id), action, names[0])
+    else:
+        nodes_action.delay(str(op.id), action, names)
+    return redirect("console:operation", op.id)
+
+
+# -- add and delete (membership) ----------------------------------------------------------------------------
+def _new_node_fields(data: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """(fields, errors) of the add form: name, address, port."""
+    name = (data.get("name") or "").strip()
+    address = (data.get("address") or "").strip() or name
+    port_text = (data.get("port") or str(DEFAULT_PORT)).strip()
+    errors = {}
+    if not NODE_NAME.fullmatch(name):
+        errors["name"] = "a node name: letters, digits, dot, dash or underscore, starting with a letter or digit"
+    if not ADDRESS.fullmatch(address):
+        errors["address"] = "a host name or an IP address"
+    port = int(port_text) if port_text.isdigit() and len(port_text) <= 5 else 0
+    if not 1 <= port <= 65535:
+        errors["port"] = "a TCP port between 1 and 65535"
+    return {"name": name, "address": address, "port": port if not errors.get("port") else port_text}, errors
+
+
+def _fence_shape(conf: ClusterConf, new_name: str) -> tuple[str, str, dict[str, str]] | None:
+    """(method, device, params) for a new node when every node is fenced the same simple way: one method with
+    one device, each parameter either the same on every node or each node's own name (port="node1"). None when
+    the nodes differ in any other way: the admin then sets the new node's fence method on the Fence tab."""
+    nodes = model.view(conf).nodes
+    if not nodes or any(len(n.methods) != 1 or len(n.methods[0].devices) != 1 for n in nodes):
+        return None
+    first = nodes[0].methods[0]
+    device = first.devices[0]
+    params: dict[str, str] = {}
+    for node in nodes:
+        method, ref = node.methods[0], node.methods[0].devices[0]
+        if method.name != first.name or ref.name != device.name or set(ref.params) != set(device.params):
+            return None
+    for key, value in device.params.items():
+        values = [n.methods[0].devices[0].params[key] for n in nodes]
+        if all(v == value for v in values) and not (len(nodes) == 1 and value == nodes[0].name):
+            params[key] = value
+        elif all(v == n.name for v, n in zip(values, nodes, strict=True)):
+            params[key] = new_name
+        else:
+            return None
+    return first.name, device.name, params
+
+
+def add_node_edit(name: str, port: int):  # type: ignore[no-untyped-def]
+    """The edit that names the new node in cluster.conf: the next nodeid after the highest, its agent's port
+    when not 11111, and the others' fence method when they share a simple one."""
+
+    def change(conf: ClusterConf) -> None:
+        ids = [n.nodeid for n in model.view(conf).nodes if n.nodeid]
+        shape = _fence_shape(conf, name)
+        attrs = {"ricci_port": str(port)} if port != DEFAULT_PORT else {}
+        if shape is None:
+            edit.add_node(conf, name, nodeid=max(ids, default=0) + 1, votes=1, attrs=attrs)
+        else:
+            method, device, params = shape
+            edit.add_node(conf, name, nodeid=max(ids, default=0) + 1, votes=1, attrs=attrs, fence_device=device,
+                          method=method, device_params=params)
+
+    return change
+
+
+def _base_version(data: Any) -> int | None:
+    try:
+        return int(data.get("base_version") or "")
+    except ValueError:
+        return None
+
+
+def _refused(request: HttpRequest, cluster: Cluster, rights, template: str, action: str, target: str,  # type: ignore[no-untyped-def]
+             exc: Exception, **extra: Any) -> HttpResponse:
+    """A change the cluster refused: audited, and shown on the page with its reports or the diff."""
+    record(request.user, action, cluster=cluster, target=target, result="refused", message=str(exc))
+    response = render_tab(request, cluster, rights, "nodes", template, refusal=str(exc),
+                          reports=getattr(exc, "reports", []), diff=getattr(exc, "diff_text", ""), **extra)
+    response.status_code = 409
+    return response
+
+
+def _current_version(cluster: Cluster) -> int | None:
+    try:
+        return fetch(cluster).version
+    except ConfigUnavailable:
+        return None
+
+
+@cluster_view("membership")
+def add(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
+    """GET: the form. POST step=probe: read the agent's host key and show its fingerprint. POST step=confirm: put
+    the node in the configuration (checked, not yet pushed), save it in luci, and start the task that exchanges
+    the agents' keys and pushes the configuration."""
+    if request.method != "POST":
+        return render_tab(request, cluster, rights, "nodes", "console/node_add.html",
+                          fields={"port": DEFAULT_PORT}, errors={}, base_version=_current_version(cluster))
+    if request.POST.get("step") == "confirm":
+        return _add_confirmed(request, cluster, rights)
+    fields, errors = _new_node_fields(request.POST)
+    base_version = _base_version(request.POST)
+    if not errors and cluster.nodes.filter(name=fields["name"]).exists():
+        errors["name"] = f"{cluster.name} already has a node {fields['name']}"
+    if not errors:
+        try:
+            host_key, fingerprint = gateway.probe_host_key(fields["address"], fields["port"])
+        except RicciError as exc:
+            errors["address"] = exc.message
+    if errors:
+        return render_tab(request, cluster, rights, "nodes", "console/node_add.html", fields=fields, errors=errors,
+                          base_version=base_version)
+    request.session[ADD_SESSION_KEY] = {**fields, "cluster": cluster.pk, "host_key": host_key,
+                                        "fingerprint": fingerprint, "base_version": base_version}
+    return render_tab(request, cluster, rights, "nodes", "console/node_add_confirm.html", fields=fields,
+                      fingerprint=fingerprint, base_version=base_version)
+
+
+def _add_confirmed(request: HttpRequest, cluster: Cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
+    probed = request.session.get(ADD_SESSION_KEY) or {}
+    if probed.get("cluster") != cluster.pk or not probed.get("host_key"):
+        messages.error(request, "read the node's host key first (the confirmation expired)")
+        return redirect("console:node_add", cluster.pk)
+    name, address, port = probed["name"], probed["address"], int(probed["port"])
+    try:
+        _, xml = prepare(cluster, probed.get("base_version"), add_node_edit(name, port))
+    except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:
+        return _refused(request, cluster, rights, "console/node_add_confirm.html", "node.add", name, exc,
+                        fields=probed, fingerprint=probed["fingerprint"], base_version=probed.get("base_version"))
+    try:
+        Node.objects.create(cluster=cluster, name=name, address=address, port=port, host_key=probed["host_key"],
+                            fingerprint=probed["fingerprint"])
+    except IntegrityError:
+        messages.error(request, f"{cluster.name} already has a node {name}")
+        return redirect("console:nodes", cluster.pk)
+    del request.session[ADD_SESSION_KEY]
+    op = operations.start(request.user, "node_add", cluster, [n.name for n in cluster.nodes.all()])
+    node_add.delay(str(op.id), name, xml, {"reason": f"add node {name}"})
+    return redirect("console:operation", op.id)
+
+
+@cluster_view("membership")
+def delete(request: HttpRequest, cluster, rights, name: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+    """GET: what deleting the node does, to confirm. POST: check the configuration without it, then start the task
+    that stops its daemons, forgets it in luci and pushes the configuration."""
+    node = cluster.nodes.filter(name=name).first()
+    if node is None:
+        messages.error(request, f"luci does not know the node {name!r} in {cluster.name}")
+        return redirect("console:nodes", cluster.pk)
+    if request.method != "POST":
+        return render_tab(request, cluster, rights, "nodes", "console/node_delete.html", node=node,
+                          base_version=_current_version(cluster))
+    base_version = _base_version(request.POST)
+    try:
+        _, xml = prepare(cluster, base_version, lambda conf: edit.remove_node(conf, name))
+    except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:
+        return _refused(request, cluster, rights, "console/node_delete.html", "node.delete", name, exc, node=node,
+                        base_version=base_version)
+    op = operations.start(request.user, "node_delete", cluster, [name])
+    node_delete.delay(str(op.id), name, xml, {"reason": f"delete node {name}"})
+    return redirect("console:operation", op.id)
 
 
 urlpatterns = [
     path("clusters/<int:pk>/nodes/", tab, name="nodes"),
+    path("clusters/<int:pk>/fragments/nodes/", fragment, name="nodes_fragment"),
+    path("clusters/<int:pk>/nodes/action/", act, name="nodes_action"),
+    path("clusters/<int:pk>/nodes/add/", add, name="node_add"),
+    path("clusters/<int:pk>/nodes/<str:name>/delete/", delete, name="node_delete"),
 ]

@@ -1,17 +1,475 @@
-"""The Service Groups tab."""
+"""The Service Groups tab: the live table of service groups with their commands (service_cmd right), and the
+definition editor (config right): a service's attributes and its resource tree, with independent and non-critical
+subtrees (`__independent_subtree` "1" and "2", `__enforce_timeouts`: cluster_conf.schema.SPECIAL_RESOURCE_ATTRS).
+
+Commands run synchronously (ricci bounds them at 28 s) through luci_web.clusters.service_commands. Every definition
+change is an edit function applied by luci_web.clusters.configs.change with the page's base_version, so a page
+loaded before someone else's change is refused with the diff instead of overwriting it (through the console's one
+way to change the configuration, luci_web.console.views.config_edit).
+"""
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.urls import path
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
-from luci_web.console.views.common import cluster_view, render_tab
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path
+from django.views.decorators.http import require_POST
+from lxml import etree
+
+from cluster_conf import ClusterConf, edit
+from cluster_conf.schema import RESOURCE_TYPES, is_true, parse_time
+from luci_web.clusters import configs, service_commands
+from luci_web.console.forms import ConfigForm
+from luci_web.console.views import config_edit
+from luci_web.console.views.common import cluster_view, render_tab, tab_context
+
+Path = tuple[tuple[str, str], ...]
+Edit = Callable[[ClusterConf], None]
+
+STATE_CLASS = {"started": "st-ok", "stopped": "st-off", "disabled": "st-off", "failed": "st-bad",
+               "recoverable": "st-bad", "starting": "st-warn", "stopping": "st-warn"}
+RECOVERY = ("restart", "relocate", "disable", "restart-disable")
+SUBTREE_CHOICES = (("", "critical (default)"), ("1", "independent"), ("2", "non-critical"))
+SPECIAL = ("__independent_subtree", "__enforce_timeouts", "__max_failures", "__failure_expire_time",
+           "__max_restarts", "__restart_expire_time")
+INLINE_TYPES = tuple(sorted(t for t, rt in RESOURCE_TYPES.items() if not rt.top_level))
+SERVICE_REF = re.compile(r"^(service|vm):[^\s/]+$")
+
+
+class FormError(ValueError):
+    """Bad form input: `field` names the field (or "" for the form), the message says what is wrong."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
+# -- the live table -------------------------------------------------------------------------------------------------
+def service_rows(status: Mapping[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for s in status.get("services") or []:
+        name = str(s.get("name") or "")
+        kind, _, plain = name.partition(":") if ":" in name else ("service", "", name)
+        state = str(s.get("state_str") or "unknown")
+        rows.append({"name": name, "kind": kind, "plain": plain, "state": state,
+                     "css": STATE_CLASS.get(state, "st-unknown"), "owner": s.get("owner") or "",
+                     "last_owner": s.get("last_owner") or "", "flags": s.get("flags_str") or "",
+                     "frozen": "frozen" in str(s.get("flags_str") or ""), "restarts": s.get("restarts") or 0,
+                     "is_vm": kind == "vm"})
+    return rows
+
+
+def member_names(cluster: Any, status: Mapping[str, Any]) -> list[str]:
+    """The nodes a service may be sent to: the online members, else every node luci knows."""
+    online = [m["name"] for m in status.get("members") or [] if m.get("state") == "online" and not m.get("qdisk")]
+    return online or [n.name for n in cluster.nodes.all()]
+
+
+def _table_context(cluster: Any) -> dict[str, Any]:
+    status = cluster.status or {}
+    return {"rows": service_rows(status), "members": member_names(cluster, status)}
 
 
 @cluster_view("view")
 def tab(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
-    return render_tab(request, cluster, rights, "services", "console/services.html")
+    return render_tab(request, cluster, rights, "services", "console/services.html", **_table_context(cluster))
+
+
+@cluster_view("view")
+def fragment(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
+    return render(request, "console/_services.html", tab_context(cluster, rights, "services",
+                                                                  **_table_context(cluster)))
+
+
+@require_POST
+@cluster_view("service_cmd")
+def command(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
+    service = request.POST.get("service", "").strip()
+    action = request.POST.get("command", "").strip()
+    target = request.POST.get("target", "").strip() or None
+    if not SERVICE_REF.match(service):
+        messages.error(request, f"no such service group: {service!r}")
+        return redirect("console:services", cluster.pk)
+    if target is not None and target not in {n.name for n in cluster.nodes.all()}:
+        messages.error(request, f"{target!r} is not a node of {cluster.name}")
+        return redirect("console:services", cluster.pk)
+    try:
+        result = service_commands.run(cluster, request.user, service, action, target)
+    except service_commands.BadCommand as exc:
+        messages.error(request, str(exc))
+        return redirect("console:services", cluster.pk)
+    (messages.warning if result.warning else messages.success if result.ok else messages.error)(request,
+                                                                                                result.message)
+    return redirect("console:services", cluster.pk)
+
+
+# -- the definition: pure reading and edit functions ---------------------------------------------------------------
+@dataclass
+class TreeNode:
+    type: str
+    key: str | None  # the ref or primary-key value; None: not addressable (no key)
+    ref: bool
+    path: Path
+    attrs: dict[str, str]  # the element's own attributes but the special ones
+    subtree: str  # "", "1" (independent) or "2" (non-critical)
+    enforce_timeouts: bool
+    children: list[TreeNode] = field(default_factory=list)
+
+    @property
+    def path_json(self) -> str:
+        return encode_path(self.path)
+
+    @property
+    def subtree_label(self) -> str:
+        return {"1": "independent", "2": "non-critical"}.get(self.subtree, "")
+
+
+def encode_path(steps: Path) -> str:
+    return json.dumps([list(step) for step in steps])
+
+
+def decode_path(text: str) -> Path:
+    """A path posted by the page: a JSON list of [type, key] pairs (FormError when it is anything else)."""
+    try:
+        steps = json.loads(text or "[]")
+    except ValueError:
+        raise FormError("path", "the resource path is not readable; reload the page") from None
+    if not isinstance(steps, list) or not all(
+            isinstance(s, list) and len(s) == 2 and all(isinstance(p, str) and p for p in s) for s in steps):
+        raise FormError("path", "the resource path is not readable; reload the page")
+    return tuple((t, k) for t, k in steps)
+
+
+def subtree_value(element: etree._Element) -> str:
+    value = (element.get("__independent_subtree") or "").strip().lower()
+    return {"1": "1", "yes": "1", "2": "2", "non-critical": "2"}.get(value, "")
+
+
+def _key_of(element: etree._Element) -> tuple[str | None, bool]:
+    ref = element.get("ref")
+    if ref:
+        return ref, True
+    known = RESOURCE_TYPES.get(element.tag)
+    return element.get(known.primary if known else "name"), False
+
+
+def resource_tree(conf: ClusterConf, service: str) -> list[TreeNode]:
+    """The resource tree of a service or vm (`service:web`), as nested TreeNodes (action overrides and non-element
+    nodes are not resources and are left out)."""
+    def walk(parent: etree._Element, base: Path) -> list[TreeNode]:
+        nodes = []
+        for child in parent:
+            if not isinstance(child.tag, str) or child.tag == "action":
+                continue
+            key, is_ref = _key_of(child)
+            here = (*base, (child.tag, key)) if key else base
+            node = TreeNode(child.tag, key, is_ref, here, {k: v for k, v in child.attrib.items() if k not in SPECIAL},
+                            subtree_value(child), is_true(child.get("__enforce_timeouts") or "0"))
+            node.children = walk(child, here) if key else []
+            nodes.append(node)
+        return nodes
+
+    return walk(edit.resource_at(conf, service), ())
+
+
+def service_attrs_from(data: Mapping[str, str], *, domains: list[str] | None = None) -> dict[str, str | None]:
+    """The service attributes of the definition form (autostart, exclusive, domain, recovery, max_restarts,
+    restart_expire_time), checked; FormError names the field. `domains`: the known ones (None: the edit checks)."""
+    domain = (data.get("domain") or "").strip()
+    if domain and domains is not None and domain not in domains:
+        raise FormError("domain", f"failover domain {domain!r} does not exist")
+    recovery = (data.get("recovery") or "restart").strip()
+    if recovery not in RECOVERY:
+        raise FormError("recovery", f"recovery must be one of {', '.join(RECOVERY)}")
+    max_restarts = (data.get("max_restarts") or "").strip()
+    if max_restarts and not (max_restarts.isdigit() and int(max_restarts) <= 1_000_000):
+        raise FormError("max_restarts", "max_restarts must be a whole number (0: no limit)")
+    expire = (data.get("restart_expire_time") or "").strip()
+    try:
+        if expire:
+            parse_time(expire)
+    except ValueError:
+        raise FormError("restart_expire_time", "restart_expire_time must be a time such as 300 or 5m") from None
+    return {"autostart": "1" if data.get("autostart") else "0",
+            "exclusive": "1" if data.get("exclusive") else "0",
+            "domain": domain or None, "recovery": recovery,
+            "max_restarts": max_restarts or None, "restart_expire_time": expire or None}
+
+
+def subtree_flags(choice: str, enforce_timeouts: bool) -> dict[str, str | None]:
+    """The special attributes for the subtree choice ("", "1" independent, "2" non-critical)."""
+    if choice not in ("", "1", "2"):
+        raise FormError("subtree", "choose critical, independent or non-critical")
+    return {"__independent_subtree": choice or None, "__enforce_timeouts": "1" if enforce_timeouts else None}
+
+
+def create_service(name: str, attrs: Mapping[str, str | None]) -> Edit:
+    def apply(conf: ClusterConf) -> None:
+        edit.add_service(conf, name, {k: v for k, v in attrs.items() if v is not None})
+    return apply
+
+
+def change_service(service: str, attrs: Mapping[str, str | None]) -> Edit:
+    def apply(conf: ClusterConf) -> None:
+        edit.set_service_attrs(conf, service, attrs)
+    return apply
+
+
+def delete_service(service: str) -> Edit:
+    def apply(conf: ClusterConf) -> None:
+        edit.remove_service(conf, service)
+    return apply
+
+
+def add_child(service: str, parent: Path, rtype: str, attrs: Mapping[str, str]) -> Edit:
+    def apply(conf: ClusterConf) -> None:
+        edit.add_child_resource(conf, service, rtype, attrs, parent_path=parent)
+    return apply
+
+
+def remove_child(service: str, at: Path) -> Edit:
+    def apply(conf: ClusterConf) -> None:
+        edit.remove_child_resource(conf, service, at)
+    return apply
+
+
+def set_subtree(service: str, at: Path, choice: str, enforce_timeouts: bool) -> Edit:
+    flags = subtree_flags(choice, enforce_timeouts)
+    if not at:
+        raise FormError("subtree", "the service itself has no subtree flags; choose a resource under it")
+
+    def apply(conf: ClusterConf) -> None:
+        edit.set_child_resource_attrs(conf, service, at, flags)
+    return apply
+
+
+# -- the definition pages ----------------------------------------------------------------------------------------
+def _domains(conf: ClusterConf) -> list[str]:
+    return [d.get("name", "") for d in conf.root.iterfind("rm/failoverdomains/failoverdomain")]
+
+
+def _global_resources(conf: ClusterConf) -> list[tuple[str, str]]:
+    resources = conf.section("rm", "resources")
+    out = []
+    for element in resources if resources is not None else []:
+        if isinstance(element.tag, str):
+            key, _ = _key_of(element)
+            if key:
+                out.append((element.tag, key))
+    return out
+
+
+def _apply(request: HttpRequest, cluster: Any, change: Edit, *, action: str, target: str,
+           detail: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """config_edit.run_change on the posted base_version: (outcome, {}) when the push started, else (None, the
+    problems the page shows: error, conflict diff, reports)."""
+    form = ConfigForm(request.POST)
+    if not form.is_valid():
+        return None, {"error": "the form lacks the configuration version it was made from; reload the page"}
+    outcome = config_edit.run_change(request, cluster, form, change, action=action, target=target, detail=detail)
+    if outcome.ok:
+        return outcome, {}
+    return None, {"error": outcome.error, "conflict": (outcome.conflict or {}).get("diff"),
+                  "reports": list(outcome.reports), "status": outcome.status}
+
+
+def _done(request: HttpRequest, cluster: Any, outcome: Any, what: str) -> HttpResponse:
+    return config_edit.done(request, cluster, "services", outcome, what)
+
+
+def _definition(request: HttpRequest, cluster: Any, rights: frozenset[str], ref: str,
+                problems: dict[str, Any] | None = None, status: int = 200) -> HttpResponse:
+    try:
+        current = configs.fetch(cluster)
+    except configs.ConfigUnavailable as exc:
+        return render_tab(request, cluster, rights, "services", "console/service_unavailable.html",
+                          error=str(exc), ref=ref)
+    conf = current.conf
+    element = edit.find_service(conf, ref)
+    if element is None:
+        messages.error(request, f"{ref} is not in the configuration (version {current.version})")
+        return redirect("console:services", cluster.pk)
+    inline_type = request.GET.get("inline_type", "")
+    inline = None
+    if inline_type in INLINE_TYPES:
+        inline = {"type": inline_type, "params": RESOURCE_TYPES[inline_type].params,
+                  "parent": request.GET.get("parent", "[]")}
+    response = render_tab(
+        request, cluster, rights, "services", "console/service_edit.html", ref=ref,
+        kind=element.tag, name=element.get("name"), attrs=form_values(element), base_version=current.version,
+        domains=_domains(conf), recovery_choices=RECOVERY, tree=resource_tree(conf, ref),
+        global_resources=_global_resources(conf), inline_types=INLINE_TYPES, inline=inline,
+        subtree_choices=SUBTREE_CHOICES, problems=problems or {}, answered_by=current.node)
+    response.status_code = status
+    return response
+
+
+def form_values(element: etree._Element) -> dict[str, str]:
+    """The service's attributes as the form shows them: yes/no flags as "1"/"0" with the schema's defaults."""
+    values = {"recovery": "restart", **dict(element.attrib)}
+    for flag, default in (("autostart", "1"), ("exclusive", "0")):
+        values[flag] = "1" if is_true(element.get(flag, default)) else "0"
+    return values
+
+
+def _check_ref(ref: str) -> None:
+    if not SERVICE_REF.match(ref):
+        raise FormError("", f"{ref!r} is not a service group (service:NAME or vm:NAME)")
+
+
+@cluster_view("view")
+def definition(request: HttpRequest, cluster, rights, ref: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+    if not SERVICE_REF.match(ref):
+        messages.error(request, f"{ref!r} is not a service group (service:NAME or vm:NAME)")
+        return redirect("console:services", cluster.pk)
+    return _definition(request, cluster, rights, ref)
+
+
+def _after(request: HttpRequest, cluster: Any, rights: frozenset[str], ref: str, outcome: Any,
+           problems: dict[str, Any], what: str) -> HttpResponse:
+    if outcome is not None:
+        return _done(request, cluster, outcome, what)
+    return _definition(request, cluster, rights, ref, problems, status=problems.get("status", 400))
+
+
+@require_POST
+@cluster_view("config")
+def save_attrs(request: HttpRequest, cluster, rights, ref: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+    try:
+        _check_ref(ref)
+        attrs = service_attrs_from(request.POST)
+    except FormError as exc:
+        return _definition(request, cluster, rights, ref, {"error": str(exc), "field": exc.field}, 400)
+    op, problems = _apply(request, cluster, change_service(ref, attrs), action="service.edit", target=ref,
+                          detail={"attrs": attrs})
+    return _after(request, cluster, rights, ref, op, problems, f"the new properties of {ref}")
+
+
+@require_POST
+@cluster_view("config")
+def add_resource(request: HttpRequest, cluster, rights, ref: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+    try:
+        _check_ref(ref)
+        parent = decode_path(request.POST.get("parent", "[]"))
+        if request.POST.get("mode") == "inline":
+            rtype = request.POST.get("type", "")
+            if rtype not in INLINE_TYPES:
+                raise FormError("type", f"unknown resource type {rtype!r}")
+            attrs = {p.name: request.POST.get(f"attr_{p.name}", "").strip() for p in RESOURCE_TYPES[rtype].params}
+            attrs = {k: v for k, v in attrs.items() if v}
+            primary = RESOURCE_TYPES[rtype].primary
+            if not attrs.get(primary):
+                raise FormError(f"attr_{primary}", f"a {rtype} resource needs its {primary}")
+        else:
+            rtype, _, key = request.POST.get("resource", "").partition("=")
+            if not rtype or not key:
+                raise FormError("resource", "choose a global resource")
+            attrs = {"ref": key}
+    except FormError as exc:
+        return _definition(request, cluster, rights, ref, {"error": str(exc), "field": exc.field}, 400)
+    op, problems = _apply(request, cluster, add_child(ref, parent, rtype, attrs), action="service.add_resource",
+                          target=ref, detail={"parent": [list(s) for s in parent], "type": rtype, "attrs": attrs})
+    return _after(request, cluster, rights, ref, op, problems, f"the new {rtype} in {ref}")
+
+
+@require_POST
+@cluster_view("config")
+def remove_resource(request: HttpRequest, cluster, rights, ref: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+    try:
+        _check_ref(ref)
+        at = decode_path(request.POST.get("path", ""))
+        if not at:
+            raise FormError("path", "choose the resource to remove")
+    except FormError as exc:
+        return _definition(request, cluster, rights, ref, {"error": str(exc), "field": exc.field}, 400)
+    op, problems = _apply(request, cluster, remove_child(ref, at), action="service.remove_resource", target=ref,
+                          detail={"path": [list(s) for s in at]})
+    return _after(request, cluster, rights, ref, op, problems, f"the removal of {at[-1][0]} {at[-1][1]} from {ref}")
+
+
+@require_POST
+@cluster_view("config")
+def set_flags(request: HttpRequest, cluster, rights, ref: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+    try:
+        _check_ref(ref)
+        at = decode_path(request.POST.get("path", ""))
+        choice, enforce = request.POST.get("subtree", ""), bool(request.POST.get("enforce_timeouts"))
+        change = set_subtree(ref, at, choice, enforce)
+    except FormError as exc:
+        return _definition(request, cluster, rights, ref, {"error": str(exc), "field": exc.field}, 400)
+    op, problems = _apply(request, cluster, change, action="service.subtree_flags", target=ref,
+                          detail={"path": [list(s) for s in at], "subtree": choice, "enforce_timeouts": enforce})
+    return _after(request, cluster, rights, ref, op, problems, f"the subtree flags in {ref}")
+
+
+@cluster_view("config")
+def delete(request: HttpRequest, cluster, rights, ref: str) -> HttpResponse:  # type: ignore[no-untyped-def]
+    """GET asks for confirmation (with the config version the answer is based on); POST deletes."""
+    if not SERVICE_REF.match(ref):
+        messages.error(request, f"{ref!r} is not a service group (service:NAME or vm:NAME)")
+        return redirect("console:services", cluster.pk)
+    if request.method != "POST":
+        try:
+            current = configs.fetch(cluster)
+        except configs.ConfigUnavailable as exc:
+            return render_tab(request, cluster, rights, "services", "console/service_unavailable.html",
+                              error=str(exc), ref=ref)
+        return render_tab(request, cluster, rights, "services", "console/service_delete.html", ref=ref,
+                          base_version=current.version)
+    op, problems = _apply(request, cluster, delete_service(ref), action="service.delete", target=ref, detail={})
+    if op is not None:
+        return _done(request, cluster, op, f"the deletion of {ref}")
+    response = render_tab(request, cluster, rights, "services", "console/service_delete.html", ref=ref,
+                          base_version=request.POST.get("base_version", ""), problems=problems)
+    response.status_code = problems.get("status", 400)
+    return response
+
+
+@cluster_view("config")
+def create(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
+    """The new service form (GET) and its creation (POST)."""
+    try:
+        current = configs.fetch(cluster)
+    except configs.ConfigUnavailable as exc:
+        return render_tab(request, cluster, rights, "services", "console/service_unavailable.html", error=str(exc))
+    domains = _domains(current.conf)
+    values: Mapping[str, str] = request.POST if request.method == "POST" else {"autostart": "1", "recovery": "restart"}
+    problems: dict[str, Any] = {}
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()
+        try:
+            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+                raise FormError("name", "the name is 1-64 letters, digits, '.', '_' or '-'")
+            attrs = service_attrs_from(request.POST, domains=domains)
+        except FormError as exc:
+            problems = {"error": str(exc), "field": exc.field}
+        else:
+            op, problems = _apply(request, cluster, create_service(name, attrs), action="service.create",
+                                  target=f"service:{name}", detail={"attrs": attrs})
+            if op is not None:
+                return _done(request, cluster, op, f"the new service group {name}")
+    response = render_tab(request, cluster, rights, "services", "console/service_create.html", values=values,
+                          domains=domains, recovery_choices=RECOVERY, base_version=current.version, problems=problems)
+    if problems:
+        response.status_code = problems.get("status", 400)
+    return response
 
 
 urlpatterns = [
     path("clusters/<int:pk>/services/", tab, name="services"),
+    path("clusters/<int:pk>/services/fragment/", fragment, name="services_fragment"),
+    path("clusters/<int:pk>/services/command/", command, name="service_command"),
+    path("clusters/<int:pk>/services/new/", create, name="service_create"),
+    path("clusters/<int:pk>/services/<str:ref>/", definition, name="service_definition"),
+    path("clusters/<int:pk>/services/<str:ref>/attrs/", save_attrs, name="service_save_attrs"),
+    path("clusters/<int:pk>/services/<str:ref>/resources/add/", add_resource, name="service_add_resource"),
+    path("clusters/<int:pk>/services/<str:ref>/resources/remove/", remove_resource, name="service_remove_resource"),
+    path("clusters/<int:pk>/services/<str:ref>/resources/flags/", set_flags, name="service_set_flags"),
+    path("clusters/<int:pk>/services/<str:ref>/delete/", delete, name="service_delete"),
 ]

@@ -11,6 +11,8 @@ from django.urls import path
 
 from luci_web.audit.log import record
 
+THROTTLED = "Too many failed logins; wait a few minutes and try again."
+
 
 def _keys(request: HttpRequest) -> list[str]:
     name = (request.POST.get("username") or "").strip().lower()[:150]
@@ -39,10 +41,9 @@ class LoginView(auth_views.LoginView):
         if throttled(request):
             record(None, "login", target=request.POST.get("username", "")[:150], result="refused",
                    message="too many failed logins")
-            form = self.get_form()
-            form.errors.clear()
-            form.add_error(None, "Too many failed logins; wait a few minutes and try again.")
-            return self.render_to_response(self.get_context_data(form=form), status=429)
+            # an unbound form: the posted password is not even checked while the window lasts
+            form = self.form_class(request=request, initial={"username": request.POST.get("username", "")[:150]})
+            return self.render_to_response(self.get_context_data(form=form, refusal=THROTTLED), status=429)
         return super().post(request, *args, **kwargs)
 
     def form_invalid(self, form):  # type: ignore[no-untyped-def]
@@ -61,5 +62,5 @@ class LoginView(auth_views.LoginView):
 
 urlpatterns = [
     path("login/", LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),  # POST only (Django 5): no logout by link
 ]

@@ -1,0 +1,222 @@
+"""Celery tasks of the Nodes tab: join, leave, reboot and fence nodes (node_cmd), and add or delete a node
+(membership). Each re-checks the requesting user's right (tasks.load), reports per-node progress through
+luci_web.clusters.operations, and writes one audit entry with its result.
+
+Join, leave and reboot run on the node itself (ricci's node.start, node.stop, node.reboot). Fencing is asked of
+another node that answers, a member of the quorate partition first (node.fence runs fence_node there): a node
+cannot be trusted to fence itself. Several nodes (the whole cluster) join or leave in parallel; each node's
+progress is saved as its answer arrives.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from typing import Any
+
+from luci_web.audit.log import record
+from luci_web.celery import app
+from luci_web.clusters import gateway, operations
+from luci_web.clusters.configs import push
+from luci_web.clusters.models import Cluster, Node, Operation
+from luci_web.clusters.tasks import load
+from ricci_agent.protocol import UNKNOWN_FUNCTION, RicciError
+
+# action -> (ricci function, what the node's progress says while it runs, when it is done)
+ON_ITSELF: dict[str, tuple[str, str, str]] = {
+    "join": ("node.start", "joining", "joined"),
+    "leave": ("node.stop", "leaving", "left"),
+    "reboot": ("node.reboot", "rebooting", "rebooted"),
+}
+FENCE = "fence"
+NODE_ACTIONS = (*ON_ITSELF, FENCE)
+MANY_ACTIONS = ("join", "leave")  # what a selection of nodes (the whole cluster) may do at once
+# node.reboot is node.stop then node.start (28 s each at most); fence_node runs every method and device in turn
+TIMEOUTS = {"node.reboot": 65.0, "node.fence": 65.0}
+PARALLEL = 10  # nodes acted on at once (the original luci authenticated 10 at a time)
+
+
+def _answer_text(answer: dict[str, Any]) -> str:
+    """One line from node.start/stop's {daemons: {name: {ok, message}}} or a fence/reboot answer."""
+    daemons = answer.get("daemons") or {}
+    said = [f"{name}: {d.get('message')}" for name, d in daemons.items() if d.get("message")]
+    return "; ".join(said) or str(answer.get("message") or "")
+
+
+def _refusal(exc: RicciError, function: str) -> str:
+    if exc.code == UNKNOWN_FUNCTION:
+        return f"this node's agent has no {function} (update ricci on it)"
+    return exc.message
+
+
+def _on_itself(node: Node, action: str) -> tuple[bool, str]:
+    function = ON_ITSELF[action][0]
+    try:
+        answer = gateway.call(node, function, timeout=TIMEOUTS.get(function))
+    except RicciError as exc:
+        return False, _refusal(exc, function)
+    return True, _answer_text(answer)
+
+
+def fencers(cluster: Cluster, victim: str) -> list[Node]:
+    """The nodes to ask to fence `victim`, best first: online members of the last status (quorate partition as
+    read), then every other node luci knows. Never the victim."""
+    status = cluster.status or {}
+    online = [m["name"] for m in status.get("members") or [] if m.get("state") == "online" and m.get("name") != victim]
+    nodes = [n for n in cluster.nodes.all() if n.name != victim]
+    rank = {name: i for i, name in enumerate(online)}
+    return sorted(nodes, key=lambda n: rank.get(n.name, len(rank)))
+
+
+def _fence(victim: str, candidates: list[Node]) -> tuple[bool, str]:
+    reasons = []
+    for fencer in candidates:
+        try:
+            answer = gateway.call(fencer, "node.fence", {"node": victim}, timeout=TIMEOUTS["node.fence"])
+        except RicciError as exc:
+            if exc.code in gateway.NO_ANSWER:
+                reasons.append(f"{fencer.name}: {exc.message}")
+                continue
+            return False, f"{fencer.name}: {_refusal(exc, 'node.fence')}"
+        text = _answer_text(answer)
+        if answer.get("ok") is False:  # fence_node ran and failed: a reply, not an error; no other node retries
+            return False, f"{fencer.name} could not fence {victim}" + (f": {text}" if text else "")
+        return True, f"fenced by {fencer.name}" + (f": {text}" if text else "")
+    return False, "no other node answered" + (f" ({'; '.join(reasons)})" if reasons else "")
+
+
+def _act(op: Operation, user: Any, action: str, names: list[str]) -> dict[str, Any]:
+    """Run `action` on every node in `names` in parallel; each node's progress saved as its answer comes."""
+    cluster = op.cluster
+    operations.running(op)
+    by_name = {n.name: n for n in cluster.nodes.filter(name__in=names)}
+    outcomes: dict[str, tuple[bool, str]] = {}
+    for name in names:
+        if name not in by_name:
+            outcomes[name] = (False, "luci does not know this node")
+            operations.step(op, name, "failed", outcomes[name][1])
+    wanted = [by_name[n] for n in names if n in by_name]
+    running_word, done_word = ON_ITSELF[action][1:] if action in ON_ITSELF else ("fencing", "fenced")
+    for node in wanted:
+        operations.step(op, node.name, running_word)
+    with ThreadPoolExecutor(max_workers=max(1, min(PARALLEL, len(wanted)))) as pool:
+        # the threads only talk to nodes: what they need from the database is read here first
+        futures = {pool.submit(_fence, n.name, fencers(cluster, n.name)) if action == FENCE
+                   else pool.submit(_on_itself, n, action): n for n in wanted}
+        for future in as_completed(futures):  # the database is written here, in the task's own thread
+            node = futures[future]
+            ok, message = future.result()
+            outcomes[node.name] = (ok, message)
+            operations.step(op, node.name, done_word if ok else "failed", message)
+    failed = sorted(n for n, (ok, _) in outcomes.items() if not ok)
+    target = names[0] if len(names) == 1 else ", ".join(names)
+    if failed:
+        message = "; ".join(f"{n}: {outcomes[n][1]}" for n in failed)
+    else:
+        message = f"{action}: {', '.join(names)} {done_word}"
+    record(user, f"node.{action}", cluster=cluster, target=target, detail={"nodes": names},
+           result="failed" if failed else "ok", message=message)
+    operations.finish(op, not failed, message, {"action": action, "failed": failed})
+    return {"ok": not failed, "failed": failed}
+
+
+@app.task(name="luci.node_action")
+def node_action(operation_id: str, action: str, node_name: str) -> dict[str, Any]:
+    """Join, leave, reboot or fence one node (node_cmd)."""
+    if action not in NODE_ACTIONS:
+        raise ValueError(f"unknown node action {action!r}")
+    op, user = load(operation_id, "node_cmd")
+    return _act(op, user, action, [node_name])
+
+
+@app.task(name="luci.nodes_action")
+def nodes_action(operation_id: str, action: str, node_names: list[str]) -> dict[str, Any]:
+    """Join or leave several nodes at once, in parallel (starting or stopping the whole cluster; node_cmd)."""
+    if action not in MANY_ACTIONS:
+        raise ValueError(f"unknown action on several nodes {action!r}")
+    op, user = load(operation_id, "node_cmd")
+    return _act(op, user, action, list(node_names))
+
+
+# -- membership ----------------------------------------------------------------------------------------------
+def _trust_new_node(op: Operation, cluster: Cluster, new: Node) -> tuple[bool, str]:
+    """Let the new node's agent and the others' trust each other (node.trust): each authorises the others' client
+    keys and pins their host keys. An agent without node.trust is reported, not fatal: the admin then runs
+    `ricci authorize` / `ricci trust` by hand."""
+    others = [n for n in cluster.nodes.all() if n.pk != new.pk]
+    hellos = gateway.fan_out([new, *others], "hello")
+    missing = [name for name, r in hellos.items() if not (r.ok and (r.result or {}).get("client_key"))]
+    if missing:
+        why = "; ".join(f"{n}: {hellos[n].message or 'its agent does not tell its client key'}" for n in missing)
+        return False, f"keys not exchanged ({why})"
+    key_of = {name: r.result["client_key"] for name, r in hellos.items()}
+    pins = {n.name: {"host": n.address, "port": int(n.port), "key": n.host_key} for n in [new, *others]}
+    failures = []
+    for node in [new, *others]:
+        args = ({"authorize": [key_of[o.name] for o in others], "pin": [pins[o.name] for o in others]}
+                if node is new else {"authorize": [key_of[new.name]], "pin": [pins[new.name]]})
+        operations.step(op, node.name, "trusting")
+        try:
+            gateway.call(node, "node.trust", args)
+        except RicciError as exc:
+            operations.step(op, node.name, "failed", _refusal(exc, "node.trust"))
+            failures.append(f"{node.name}: {_refusal(exc, 'node.trust')}")
+            continue
+        operations.step(op, node.name, "trusted")
+    return not failures, "; ".join(failures) or "keys exchanged"
+
+
+@app.task(name="luci.node_add")
+def node_add(operation_id: str, node_name: str, xml: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """After the view saved the new node's row (its host key confirmed) and prepared the configuration that
+    names it: exchange keys between the agents, then push the configuration (its own operation, linked in the
+    result) (membership)."""
+    op, user = load(operation_id, "membership")
+    cluster = op.cluster
+    operations.running(op)
+    new = cluster.nodes.filter(name=node_name).first()
+    if new is None:
+        message = f"luci no longer knows {node_name}"
+        record(user, "node.add", cluster=cluster, target=node_name, result="failed", message=message)
+        operations.finish(op, False, message)
+        return {"ok": False}
+    trusted, trust_message = _trust_new_node(op, cluster, new)
+    pushed = push(cluster, user, xml, action="node.add", target=node_name, reason=meta.get("reason", ""),
+                  right="membership",
+                  detail={"node": node_name, "address": new.address, "port": new.port})
+    message = f"{node_name} added to luci; configuration push: operation {pushed.id}" + (
+        "" if trusted else f"; {trust_message}")
+    record(user, "node.add", cluster=cluster, target=node_name, detail={"address": new.address, "port": new.port,
+           "trusted": trusted}, result="ok", message=message)
+    operations.finish(op, True, message, {"push_operation": str(pushed.id), "trusted": trusted})
+    return {"ok": True, "push_operation": str(pushed.id)}
+
+
+@app.task(name="luci.node_delete")
+def node_delete(operation_id: str, node_name: str, xml: str, meta: dict[str, Any]) -> dict[str, Any]:
+    """Stop the node's cluster daemons (node.stop), forget its row in luci, and push the configuration without it
+    (its own operation, linked in the result) (membership). A node that does not answer is removed anyway (it may
+    be dead: that is often why it goes); one whose daemons refuse to stop is not."""
+    op, user = load(operation_id, "membership")
+    cluster = op.cluster
+    operations.running(op)
+    node = cluster.nodes.filter(name=node_name).first()
+    if node is not None:
+        operations.step(op, node_name, "leaving")
+        try:
+            answer = gateway.call(node, "node.stop")
+            operations.step(op, node_name, "left", _answer_text(answer))
+        except RicciError as exc:
+            if exc.code not in gateway.NO_ANSWER:
+                message = f"{node_name} did not leave the cluster: {exc.message}; nothing was removed"
+                operations.step(op, node_name, "failed", exc.message)
+                record(user, "node.delete", cluster=cluster, target=node_name, result="failed", message=message)
+                operations.finish(op, False, message)
+                return {"ok": False}
+            operations.step(op, node_name, "unreachable", exc.message)
+        node.delete()
+    pushed = push(cluster, user, xml, action="node.delete", target=node_name, reason=meta.get("reason", ""),
+                  right="membership",
+                  detail={"node": node_name})
+    message = f"{node_name} removed from luci; configuration push: operation {pushed.id}"
+    record(user, "node.delete", cluster=cluster, target=node_name, result="ok", message=message)
+    operations.finish(op, True, message, {"push_operation": str(pushed.id)})
+    return {"ok": True, "push_operation": str(pushed.id)}
