@@ -1,6 +1,11 @@
 """Child processes of `manage.py demo`, supervised: each in its own process group, its output prefixed with its
 name, restarted when it dies (at most MAX_RESTARTS within RESTART_WINDOW seconds, then given up), stopped with
 SIGTERM to the whole group and SIGKILL after a grace period. Every loop is bounded. No Django here.
+
+A process group is signalled only while its leader (the child) is not yet reaped: an unreaped leader, running or a
+zombie, keeps its PID, and so the group ID, from being reused by an unrelated process. So a child's death is seen
+without reaping it (waitid WNOWAIT), the rest of its group is stopped while the zombie leader holds the ID, and only
+then is the leader reaped. Once reaped, the group is never signalled again. Linux only (/proc).
 """
 from __future__ import annotations
 
@@ -36,19 +41,42 @@ class Child:
     reader: threading.Thread | None = None
 
     @property
+    def reaped(self) -> bool:
+        """Its leader was collected: the group ID may belong to someone else now, never signal it again."""
+        return self.process is not None and self.process.returncode is not None
+
+    @property
     def pgid(self) -> int | None:
         return self.process.pid if self.process is not None else None
 
 
-def group_alive(pgid: int) -> bool:
-    """True while any process of group `pgid` exists (zombies of other parents included: they are not gone)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+def live_members(pgid: int) -> list[int]:
+    """The processes of group `pgid` that are not zombies (from /proc; reaps nothing)."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                text = stat.read()
+        except OSError:
+            continue
+        fields = text[text.rfind(b")") + 2:].split()
+        if len(fields) > 2 and fields[0] not in (b"Z", b"X") and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def leader_exited(process: subprocess.Popen[bytes]) -> bool:
+    """True once `process` has exited, without reaping it (an exited, unreaped leader is a zombie that keeps its
+    PID, and with it its process group ID, reserved)."""
+    if process.returncode is not None:
         return True
-    return True
+    try:
+        return os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # collected elsewhere: let Popen record it
+        process.poll()
+        return True
 
 
 class Supervisor:
@@ -98,10 +126,11 @@ class Supervisor:
         events = []
         now = self.clock()
         for child in self.children:
-            if child.process is None or child.process.poll() is None:
+            if child.process is None or child.reaped or not leader_exited(child.process):
                 continue
+            if not self._stop_group(child, 0.5):  # whatever it left in its group goes with it, then it is reaped
+                events.append(f"{child.name}: processes of its group survived SIGKILL")
             code = child.process.returncode
-            self._stop_group(child, 0.5)  # whatever it left in its group goes with it
             while child.restarts and now - child.restarts[0] > self.window:
                 child.restarts.popleft()
             if len(child.restarts) >= self.max_restarts:
@@ -113,46 +142,58 @@ class Supervisor:
         return events
 
     def running(self) -> dict[str, bool]:
-        return {c.name: c.process is not None and c.process.poll() is None for c in self.children}
+        return {c.name: c.process is not None and not leader_exited(c.process) for c in self.children}
 
     # -- stop --------------------------------------------------------------------------------------------------
     def stop(self, grace: float = STOP_GRACE) -> list[str]:
-        """SIGTERM to every child's group, SIGKILL to the groups left after `grace` s; return the names of the
-        children whose group survived even SIGKILL (empty when everything is gone)."""
-        live = [c for c in self.children if c.pgid is not None]
+        """SIGTERM to the group of every child not yet reaped, SIGKILL to the groups left after `grace` s, then
+        reap every leader; return the names of the children whose group survived even SIGKILL (empty when
+        everything is gone). A child already reaped (it died and was restarted or given up) is not signalled:
+        its group ID may have been reused by an unrelated process."""
+        live = [c for c in self.children if c.process is not None and not c.reaped]
         for child in live:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pgid, signal.SIGTERM)  # type: ignore[arg-type]
+            self._signal(child, signal.SIGTERM)
         deadline = self.clock() + grace
-        while self.clock() < deadline and any(self._alive(c) for c in live):
+        while self.clock() < deadline and any(self._group_live(c) for c in live):
             time.sleep(0.05)
         survivors = [c.name for c in live if not self._stop_group(c, 0)]
-        for child in live:
+        for child in self.children:
             if child.reader is not None:
                 child.reader.join(1.0)
         return survivors
 
-    def _alive(self, child: Child) -> bool:
-        assert child.process is not None and child.pgid is not None
-        child.process.poll()  # collect the leader, so it is not counted as a zombie
-        return group_alive(child.pgid)
+    def _signal(self, child: Child, sig: int) -> None:
+        """`sig` to the child's group, only while its leader is unreaped (its group ID is still ours)."""
+        if child.process is None or child.reaped:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.process.pid, sig)
+
+    def _group_live(self, child: Child) -> bool:
+        """Whether the leader or another process of its group still runs (a zombie leader does not count)."""
+        if child.process is None or child.reaped:
+            return False
+        return not leader_exited(child.process) or bool(live_members(child.process.pid))
 
     def _stop_group(self, child: Child, grace: float) -> bool:
-        """SIGTERM then (after `grace`) SIGKILL to the child's group, until it is gone (bounded); True if gone."""
-        assert child.process is not None and child.pgid is not None
-        if grace > 0 and self._alive(child):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pgid, signal.SIGTERM)
+        """SIGTERM then (after `grace`) SIGKILL to the child's group until no process of it runs (bounded), then
+        reap the leader; True if the group is gone."""
+        assert child.process is not None
+        if child.reaped:
+            return True
+        if grace > 0 and self._group_live(child):
+            self._signal(child, signal.SIGTERM)
             deadline = self.clock() + grace
-            while self.clock() < deadline and self._alive(child):
+            while self.clock() < deadline and self._group_live(child):
                 time.sleep(0.02)
         deadline = self.clock() + KILL_WAIT
-        while self._alive(child):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(child.pgid, signal.SIGKILL)
+        gone = True
+        while self._group_live(child):
+            self._signal(child, signal.SIGKILL)
             if self.clock() >= deadline:
-                return False
+                gone = False
+                break
             time.sleep(0.02)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            child.process.wait(1.0)
-        return True
+            child.process.wait(1.0)  # reap the leader: from here on its group is not ours to signal
+        return gone

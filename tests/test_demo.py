@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from luci_web.supervisor import ChildFailed, Supervisor, group_alive
+from luci_web.supervisor import ChildFailed, Supervisor, live_members
 from ricci_agent.lab import Lab, free_block, node_processes, run_nft, table_name
 from tests.ricci_fixtures import tear_down
 
@@ -169,7 +169,8 @@ def test_demo_runs_everything_then_stops_cleanly(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_second_run_keeps_the_cluster_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     """Run 1 leaves its lab running (--keep-lab); run 2 reuses the lab and the cluster already in luci, sets a new
-    password, and stops everything on SIGINT (what Ctrl-C sends), exit status 0."""
+    password, and on SIGINT (what Ctrl-C sends) stops everything it started, exit status 0. It did not start the
+    lab, so the lab keeps running."""
     first = DemoRun(tmp_path, "--exit-after", "0", "--keep-lab")
     try:
         assert first.wait(150) == 0, first.output
@@ -189,9 +190,11 @@ def test_second_run_keeps_the_cluster_and_ctrl_c_stops_everything(tmp_path: Path
         assert len(set(marked_processes(run.home)) - lab_processes(run.lab_dir)) >= 4
         run.proc.send_signal(signal.SIGINT)
         assert run.wait(60) == 0, run.output
-        assert "nothing left running" in run.output
+        assert "nothing left running (the lab keeps running)" in run.output
+        assert "The lab was running before the demo: left running" in run.output
         assert "Traceback" not in run.output
-        assert run.leftovers() == []
+        assert all(node_processes(n) for n in Lab(run.lab_dir).nodes)  # not the demo's to stop
+        assert set(marked_processes(run.home)) <= lab_processes(run.lab_dir)  # but nothing else is left
     finally:
         run.kill_all()
 
@@ -209,6 +212,69 @@ def test_port_in_use_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
     assert result.stderr == f"demo: 127.0.0.1:{port} is already in use (another luci?); stop it or choose another " \
                             "--port\n"
     assert not (tmp_path / "lab").exists() and not (tmp_path / "redis").exists()
+
+
+# -- the teardown -------------------------------------------------------------------------------------------------
+def demo_options(tmp_path: Path, **extra: object) -> dict[str, object]:
+    return {"port": free_port(), "nodes": 1, "dir": str(tmp_path / "lab"), "first_address": free_block(1),
+            "keep_lab": False, "exit_after": None, "no_browser_hint": True, **extra}
+
+
+def test_the_demo_leaves_running_a_lab_it_did_not_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from luci_web.management.commands.demo import Demo
+
+    lab = Lab(tmp_path / "lab")
+    try:
+        lab.up(1, first_address=free_block(1), no_daemons=True)
+        demo = Demo(demo_options(tmp_path))
+        assert [n.name for n in demo.start_lab()] == ["node1"]
+        assert demo.tear_down() == []
+        assert all(node_processes(n) for n in lab.nodes), "the user's own lab was stopped by the demo"
+        out = capsys.readouterr().out
+        assert "the lab is already running: using it (the demo leaves it running when it stops)" in out
+        assert f"The lab was running before the demo: left running (manage.py localcluster down --dir {lab.directory}" \
+               in out
+        assert "Stopping the lab" not in out
+    finally:
+        tear_down(lab)
+
+
+class FailingLab(Lab):
+    """A lab whose down() fails with an error the demo does not expect (its bookkeeping broke)."""
+
+    def down(self, grace: float = 0) -> list[str]:
+        raise RuntimeError("lab.json changed under the demo")
+
+
+def test_teardown_stops_redis_and_the_children_whatever_the_lab_raises(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    import redis
+
+    from luci_web.embedded_redis import ensure_redis
+    from luci_web.management.commands.demo import Demo
+
+    demo = Demo(demo_options(tmp_path))
+    demo.lab = FailingLab(tmp_path / "lab")
+    demo.lab_owned = True
+    demo.supervisor.add("sleeper", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ))
+    try:
+        demo.redis_url, _, demo.redis_stop = ensure_redis(tmp_path, environ={})
+        client = redis.Redis.from_url(demo.redis_url, socket_timeout=2)
+        assert client.ping()
+        demo.supervisor.start()
+        sleeper = demo.supervisor.children[0].process
+        assert sleeper is not None
+        problems = demo.tear_down()
+        assert problems == ["stopping the lab: RuntimeError: lab.json changed under the demo"]
+        assert sleeper.returncode is not None  # the child was stopped and reaped
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis.from_url(demo.redis_url, socket_timeout=2, socket_connect_timeout=2).ping()
+        assert demo.redis_stop is None
+        assert "Traceback" not in capsys.readouterr().out
+    finally:
+        demo.supervisor.stop(1)
+        if demo.redis_stop is not None:
+            demo.redis_stop()
 
 
 # -- the supervisor -----------------------------------------------------------------------------------------------
@@ -247,7 +313,75 @@ def test_supervisor_stop_kills_the_whole_group(tmp_path: Path) -> None:
         started = time.monotonic()
         assert sup.stop(grace=0.5) == []
         assert time.monotonic() - started < 5
-        assert not group_alive(pgid)
+        assert live_members(pgid) == []  # an orphan's zombie may wait a moment for init: it runs nothing
+
+
+def killpg_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every os.killpg the supervisor makes, recorded (and still sent)."""
+    calls: list[tuple[int, int]] = []
+    real = os.killpg
+
+    def recording(pgid: int, sig: int) -> None:
+        calls.append((pgid, sig))
+        real(pgid, sig)
+
+    monkeypatch.setattr(os, "killpg", recording)
+    return calls
+
+
+def test_supervisor_never_signals_the_group_of_a_child_it_reaped(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A child that was given up (its leader reaped) is not signalled again by stop(): its PID, and so its group
+    ID, may belong to an unrelated process by then. The child still running is stopped, and every leader reaped."""
+    with open(tmp_path / "out.txt", "w") as stream:
+        sup = Supervisor(stream, max_restarts=0)
+        sup.add("dies", [sys.executable, "-c", "raise SystemExit(4)"], dict(os.environ))
+        sup.add("sleeps", [sys.executable, "-c", "import time; time.sleep(60)"], dict(os.environ))
+        sup.start()
+        dead, alive = sup.children
+        with pytest.raises(ChildFailed, match=r"^dies exited \(status 4\) 1 times"):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                sup.poll()
+                time.sleep(0.05)
+        assert dead.process is not None and dead.process.returncode == 4 and dead.reaped
+        calls = killpg_calls(monkeypatch)
+        assert sup.stop(grace=2) == []
+        assert dead.pgid not in {pgid for pgid, _ in calls}
+        assert (alive.pgid, signal.SIGTERM) in calls
+        assert alive.process is not None and alive.process.returncode is not None  # reaped
+        assert sup.poll() == []  # a given-up child is not looked at again
+
+
+def test_supervisor_stops_what_a_dead_child_left_before_reaping_it(tmp_path: Path) -> None:
+    """The leader exits and leaves a process in its group: poll() sees the death without reaping the leader,
+    stops the leftover while the zombie leader keeps the group ID reserved, then reaps and restarts."""
+    marker = tmp_path / "left.pid"
+    script = ("import os, subprocess, sys\n"
+              "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+              f"open({str(marker)!r}, 'w').write(str(p.pid))\n")
+    with open(tmp_path / "out.txt", "w") as stream:
+        sup = Supervisor(stream, max_restarts=1)
+        sup.add("leaves", [sys.executable, "-c", script], dict(os.environ))
+        sup.start()
+        child = sup.children[0]
+        first = child.process
+        assert first is not None
+        deadline = time.monotonic() + 20
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        left = int(marker.read_text())
+        events: list[str] = []
+        while not events and time.monotonic() < deadline:
+            events = sup.poll()
+            time.sleep(0.02)
+        try:
+            assert events == ["leaves exited (status 0); restarted"]
+            assert first.returncode == 0  # reaped, after its group was stopped
+            assert left not in live_members(first.pid)
+        finally:
+            assert sup.stop(2) == []
 
 
 def test_walkthrough_runs_end_to_end() -> None:

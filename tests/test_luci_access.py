@@ -477,3 +477,79 @@ def test_luci_user_command(monkeypatch: pytest.MonkeyPatch, settings) -> None:  
         call_command("luci_user", "add", "weak", "--password-stdin", stdout=out)
     assert not User.objects.filter(username="weak").exists()
     assert "first-pass-123" not in out.getvalue()
+
+
+# -- Django's admin: another door to the same rights, audited too ---------------------------------------------------
+def admin_url(model: str, *parts: Any) -> str:
+    return "/admin/" + model + "/" + "".join(f"{p}/" for p in parts)
+
+
+def test_django_admin_grant_changes_are_audited(world: dict[str, Any], admin_client: Client) -> None:
+    victim, other = world["victim"], world["other"]
+    response = admin_client.post(admin_url("access/clustergrant", "add"),
+                                 {"user": victim.pk, "cluster": other.pk, "view": "on", "config": "on"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    grant = ClusterGrant.objects.get(user=victim, cluster=other)
+    assert cluster_rights(victim, other) == {"view", "config"}
+    response = admin_client.post(admin_url("access/clustergrant", grant.pk, "change"),
+                                 {"user": victim.pk, "cluster": other.pk, "view": "on", "config": "on",
+                                  "service_cmd": "on"})
+    assert response.status_code == 302
+    response = admin_client.post(admin_url("access/clustergrant", grant.pk, "delete"), {"post": "yes"})
+    assert response.status_code == 302 and not ClusterGrant.objects.filter(pk=grant.pk).exists()
+    set_cluster_rights(victim, other, {"node_cmd"})
+    bulk = ClusterGrant.objects.get(user=victim, cluster=other)
+    response = admin_client.post(admin_url("access/clustergrant"), {"action": "delete_selected", "post": "yes",
+                                                                   "_selected_action": [bulk.pk]})
+    assert response.status_code == 302 and not ClusterGrant.objects.filter(pk=bulk.pk).exists()
+    entries = list(AuditEntry.objects.filter(action="user.rights").order_by("id")
+                   .values_list("username", "cluster_name", "target", "message", "result"))
+    assert entries == [
+        ("u_admin", "beta", "victim", "beta: config, view (Django admin)", "ok"),
+        ("u_admin", "beta", "victim", "beta: config, service_cmd, view (Django admin)", "ok"),
+        ("u_admin", "beta", "victim", "beta: none (Django admin)", "ok"),
+        ("u_admin", "beta", "victim", "beta: none (Django admin)", "ok"),
+    ]
+
+
+def test_django_admin_user_changes_are_audited(world: dict[str, Any], admin_client: Client) -> None:
+    response = admin_client.post(admin_url("auth/user", "add"), {
+        "username": "erin", "password1": "a-long-pass-9", "password2": "a-long-pass-9", "usable_password": "true"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    erin = User.objects.get(username="erin")
+    from django.contrib.auth.models import Permission
+
+    create = Permission.objects.get(content_type__app_label="access", codename="create_clusters")
+    response = admin_client.post(admin_url("auth/user", erin.pk, "change"), {
+        "username": "erin", "first_name": "", "last_name": "", "email": "", "is_active": "on",
+        "user_permissions": [create.pk], "date_joined_0": "2024-01-01", "date_joined_1": "00:00:00"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert global_rights(User.objects.get(pk=erin.pk)) == {"create_clusters"}
+    response = admin_client.post(admin_url("auth/user", erin.pk, "password"), {
+        "password1": "other-pass-123", "password2": "other-pass-123", "usable_password": "true"})
+    assert response.status_code == 302, response.content.decode()[:3000]
+    response = admin_client.post(admin_url("auth/user", erin.pk, "delete"), {"post": "yes"})
+    assert response.status_code == 302 and not User.objects.filter(username="erin").exists()
+    entries = list(AuditEntry.objects.order_by("id").values_list("username", "action", "target", "result"))
+    assert entries == [("u_admin", "user.add", "erin", "ok"), ("u_admin", "user.rights", "erin", "ok"),
+                       ("u_admin", "user.password", "erin", "ok"), ("u_admin", "user.delete", "erin", "ok")]
+    rights = AuditEntry.objects.get(action="user.rights")
+    assert rights.detail["global"] == ["create_clusters"] and "user_permissions" in rights.detail["fields"]
+    assert rights.message.endswith("(Django admin)")
+    assert not any("pass-123" in str(e.detail) + e.message or "pass-9" in str(e.detail) + e.message
+                   for e in AuditEntry.objects.all())
+
+
+def test_the_audit_log_is_read_only_in_django_admin(world: dict[str, Any], admin_client: Client) -> None:
+    from luci_web.audit.log import record
+
+    entry = record(world["users"]["admin"], "cluster.remove", cluster="alpha", target="alpha")
+    assert admin_client.get(admin_url("audit/auditentry")).status_code == 200
+    assert admin_client.get(admin_url("audit/auditentry", entry.pk, "change")).status_code == 200  # view only
+    assert admin_client.get(admin_url("audit/auditentry", "add")).status_code == 403
+    assert admin_client.post(admin_url("audit/auditentry", entry.pk, "change"),
+                             {"action": "nothing", "result": "ok"}).status_code == 403
+    assert admin_client.post(admin_url("audit/auditentry", entry.pk, "delete"), {"post": "yes"}).status_code == 403
+    admin_client.post(admin_url("audit/auditentry"), {"action": "delete_selected", "post": "yes",
+                                                      "_selected_action": [entry.pk]})
+    assert list(AuditEntry.objects.values_list("pk", "action")) == [(entry.pk, "cluster.remove")]

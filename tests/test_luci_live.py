@@ -130,3 +130,94 @@ async def test_operation_stream_is_its_starters_only():
         assert await comm.receive_json_from(timeout=3) == {"kind": "operation", "payload": {"state": "running"}}
     finally:
         await comm.disconnect()
+
+
+def withdraw(username: str) -> None:
+    """Every grant of `username` removed, as Users & Permissions does."""
+    from django.contrib.auth.models import User
+
+    from luci_web.access.models import ClusterGrant
+
+    ClusterGrant.objects.filter(user=User.objects.get(username=username)).delete()
+
+
+async def assert_closed_4403(comm: WebsocketCommunicator) -> None:
+    assert await comm.receive_output(timeout=3) == {"type": "websocket.close", "code": 4403}
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_withdrawn_view_right_closes_the_cluster_and_operation_streams(monkeypatch):  # type: ignore[no-untyped-def]
+    """The right is checked again while the socket is open: once the viewer's grant is gone, the next message is
+    not delivered and the socket is closed with 4403 (the operation stream too, for an operation of the cluster
+    that someone else started)."""
+    from luci_web.live import consumers
+    from luci_web.live.publish import operation_group, publish
+
+    monkeypatch.setattr(consumers, "RECHECK_SECONDS", 0.0)  # check on every message
+
+    def other_operation() -> str:
+        from django.contrib.auth.models import User
+
+        from luci_web.clusters.models import Cluster, Operation
+
+        author = User.objects.create_user("author", password="pw-author-1")
+        op = Operation.objects.create(cluster=Cluster.objects.get(name="alpha"), cluster_name="alpha",
+                                      kind="push_config", user=author)
+        return str(op.pk)
+
+    world = await sync_to_async(make_world)()
+    op_id = await sync_to_async(other_operation)()
+    group = f"cluster-{world['cluster']}"
+    stream, connected, _ = await open_socket(f"/ws/clusters/{world['cluster']}/", world["viewer"])
+    assert connected
+    op_stream, connected, _ = await open_socket(f"/ws/operations/{op_id}/", world["viewer"])
+    assert connected
+    try:
+        await sync_to_async(publish)(group, "status", {"at": 1.0})
+        assert await stream.receive_json_from(timeout=3) == {"kind": "status", "payload": {"at": 1.0}}
+        await sync_to_async(publish)(operation_group(op_id), "operation", {"state": "running"})
+        assert await op_stream.receive_json_from(timeout=3) == {"kind": "operation", "payload": {"state": "running"}}
+
+        await sync_to_async(withdraw)("viewer")
+        await sync_to_async(publish)(group, "status", {"at": 2.0, "quorate": True})
+        await assert_closed_4403(stream)
+        await sync_to_async(publish)(operation_group(op_id), "operation", {"state": "done"})
+        await assert_closed_4403(op_stream)
+        await sync_to_async(publish)(group, "status", {"at": 3.0})
+        assert await stream.receive_nothing(timeout=0.2)  # left the group: nothing more
+    finally:
+        await stream.disconnect()
+        await op_stream.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_the_recheck_is_cached_and_a_deactivated_starter_loses_their_operation_stream(monkeypatch):  # type: ignore[no-untyped-def]
+    """At most one check per RECHECK_SECONDS: within it, messages flow without asking the database. After it,
+    the user is read afresh: the operation's own starter, once deactivated, is closed out as well."""
+    from luci_web.live import consumers
+    from luci_web.live.publish import operation_group, publish
+
+    def deactivate(username: str) -> None:
+        from django.contrib.auth.models import User
+
+        User.objects.filter(username=username).update(is_active=False)
+
+    world = await sync_to_async(make_world)()
+    monkeypatch.setattr(consumers, "RECHECK_SECONDS", 3600.0)
+    stream, connected, _ = await open_socket(f"/ws/clusters/{world['cluster']}/", world["viewer"])
+    assert connected
+    op_stream, connected, _ = await open_socket(f"/ws/operations/{world['op']}/", world["viewer"])
+    assert connected
+    try:
+        await sync_to_async(withdraw)("viewer")
+        await sync_to_async(deactivate)("viewer")
+        await sync_to_async(publish)(f"cluster-{world['cluster']}", "status", {"at": 1.0})
+        assert await stream.receive_json_from(timeout=3) == {"kind": "status", "payload": {"at": 1.0}}  # cached
+        monkeypatch.setattr(consumers, "RECHECK_SECONDS", 0.0)
+        await sync_to_async(publish)(operation_group(world["op"]), "operation", {"state": "running"})
+        await assert_closed_4403(op_stream)
+    finally:
+        await stream.disconnect()
+        await op_stream.disconnect()

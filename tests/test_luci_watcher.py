@@ -44,7 +44,7 @@ def test_a_reading_is_saved_recorded_and_published_only_when_it_changed():
     cluster.refresh_from_db()
     assert cluster.status["services"][0]["owner"] == "n1" and cluster.status_at.timestamp() == 1700000000.0
     assert sent == [(f"cluster-{cluster.pk}", "status", {"at": 1700000000.0, "config_version": 4, "quorate": True}),
-                    ("overview", "status", {"cluster": cluster.pk})]
+                    ("overview", "status", {})]  # the overview names no cluster (every user listens there)
     assert [(e.service, e.state, e.owner, e.reported_by) for e in ServiceEvent.objects.all()] == [
         ("service:www", "started", "n1", "n1")]
 
@@ -65,6 +65,61 @@ def test_a_reading_is_saved_recorded_and_published_only_when_it_changed():
     restarted = watching.ClusterWatch(cluster.pk, publish=sent)  # a new watcher records no duplicate
     assert restarted.apply(cluster, reading("n2", at=1700000004.0))
     assert ServiceEvent.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_database_errors_end_neither_the_watcher_nor_a_cluster_watch(monkeypatch):
+    """An OperationalError ("database is locked") in the sync of the cluster list, or in applying a reading, is
+    logged; the connection is reset, and the next try (after a short backoff) goes on: the cluster is watched and
+    its reading saved."""
+    from django.db import OperationalError
+
+    from luci_web.clusters.models import Cluster
+
+    monkeypatch.setattr(watching, "REFRESH", 0.05)
+    monkeypatch.setattr(watching, "RETRY_FIRST", 0.05)
+    cluster = Cluster.objects.create(name="alpha")
+    resets = []
+    real_reset = watching.reset_connection
+    monkeypatch.setattr(watching, "reset_connection", lambda: (resets.append(1), real_reset()))
+    failures = {"sync": 2, "apply": 1}
+
+    class Flaky(watching.Watcher):
+        def sync(self) -> None:
+            if failures["sync"]:
+                failures["sync"] -= 1
+                raise OperationalError("database is locked")
+            super().sync()
+
+    real_apply = watching.ClusterWatch.apply
+
+    def apply(self, cluster, status):  # type: ignore[no-untyped-def]
+        if failures["apply"]:
+            failures["apply"] -= 1
+            raise OperationalError("database is locked")
+        return real_apply(self, cluster, status)
+
+    monkeypatch.setattr(watching.ClusterWatch, "apply", apply)
+    watcher = Flaky(interval=0.05, publish=Published(), reader=lambda nodes, name: reading("n1"))
+    runner = threading.Thread(target=watcher.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not Cluster.objects.get(pk=cluster.pk).status:
+            time.sleep(0.05)
+        assert Cluster.objects.get(pk=cluster.pk).status["reported_by"] == "n1"
+        assert failures == {"sync": 0, "apply": 0} and len(resets) >= 3
+        assert runner.is_alive() and watcher.watches[cluster.pk].thread.is_alive()
+    finally:
+        watcher.stop()
+        runner.join(5)
+    assert not runner.is_alive()
+
+
+def test_backoff_doubles_up_to_its_bound():
+    assert [watching.backoff(n) for n in (1, 2, 3)] == [watching.RETRY_FIRST, 2 * watching.RETRY_FIRST,
+                                                         4 * watching.RETRY_FIRST]
+    assert watching.backoff(100) == watching.RETRY_MAX
 
 
 @pytest.mark.django_db(transaction=True)
@@ -225,7 +280,7 @@ def test_watcher_on_a_lab_publishes_relocations_and_shows_a_hung_node_unknown(la
             first = stored()
             assert first["reported_by"] and first["quorum"]["quorate"] and Cluster.objects.get(
                 pk=cluster.pk).status_at is not None
-            overview = {"type": "live.message", "kind": "status", "payload": {"cluster": cluster.pk}}
+            overview = {"type": "live.message", "kind": "status", "payload": {}}
             wait_until("the overview's publish", lambda: overview in [m for _, m in inbox.received], 2)
             owner = wait_until("the web service started", lambda: web_owner(stored()), 60, 0.1)
             assert ServiceEvent.objects.filter(service="service:webservice", state="started", owner=owner).exists()

@@ -1,5 +1,6 @@
 """Celery tasks of the Nodes tab: join, leave, reboot and fence nodes (node_cmd), and add or delete a node
-(membership). Each re-checks the requesting user's right (tasks.load), reports per-node progress through
+(membership). Each re-checks the requesting user's right (tasks.load: a refusal is audited), is `tasks.guarded` (an
+unexpected error finishes its operation as failed and is audited), reports per-node progress through
 luci_web.clusters.operations, and writes one audit entry with its result.
 
 Join, leave and reboot run on the node itself (ricci's node.start, node.stop, node.reboot). Fencing is asked of
@@ -12,12 +13,13 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from typing import Any
 
+from django.db import IntegrityError, transaction
+
 from luci_web.audit.log import record
 from luci_web.celery import app
 from luci_web.clusters import gateway, operations
-from luci_web.clusters.configs import push
 from luci_web.clusters.models import Cluster, Node, Operation
-from luci_web.clusters.tasks import load
+from luci_web.clusters.tasks import guarded, load
 from ricci_agent.protocol import UNKNOWN_FUNCTION, RicciError
 
 # action -> (ricci function, what the node's progress says while it runs, when it is done)
@@ -119,20 +121,22 @@ def _act(op: Operation, user: Any, action: str, names: list[str]) -> dict[str, A
 
 
 @app.task(name="luci.node_action")
+@guarded(lambda operation_id, action, node_name: f"node.{action}")
 def node_action(operation_id: str, action: str, node_name: str) -> dict[str, Any]:
     """Join, leave, reboot or fence one node (node_cmd)."""
     if action not in NODE_ACTIONS:
         raise ValueError(f"unknown node action {action!r}")
-    op, user = load(operation_id, "node_cmd")
+    op, user = load(operation_id, "node_cmd", f"node.{action}", target=node_name)
     return _act(op, user, action, [node_name])
 
 
 @app.task(name="luci.nodes_action")
+@guarded(lambda operation_id, action, node_names: f"node.{action}")
 def nodes_action(operation_id: str, action: str, node_names: list[str]) -> dict[str, Any]:
     """Join or leave several nodes at once, in parallel (starting or stopping the whole cluster; node_cmd)."""
     if action not in MANY_ACTIONS:
         raise ValueError(f"unknown action on several nodes {action!r}")
-    op, user = load(operation_id, "node_cmd")
+    op, user = load(operation_id, "node_cmd", f"node.{action}", target=", ".join(node_names))
     return _act(op, user, action, list(node_names))
 
 
@@ -164,46 +168,82 @@ def _trust_new_node(op: Operation, cluster: Cluster, new: Node) -> tuple[bool, s
     return not failures, "; ".join(failures) or "keys exchanged"
 
 
+def _push_now(cluster: Cluster, user: Any, xml: str, *, action: str, target: str, reason: str,
+              detail: dict[str, Any]) -> tuple[Operation, dict[str, Any]]:
+    """Push the configuration and wait for its outcome: the push_config task function run inline, as its own
+    operation (linked from this one), so luci's rows change only once the cluster took the configuration."""
+    from luci_web.clusters.tasks import push_config
+
+    pushed = operations.start(user, "push_config", cluster, [n.name for n in cluster.nodes.all()])
+    outcome = push_config(str(pushed.id), xml, {"action": action, "target": target, "reason": reason,
+                                                "detail": detail, "right": "membership"})
+    pushed.refresh_from_db()
+    return pushed, outcome
+
+
 @app.task(name="luci.node_add")
+@guarded("node.add")
 def node_add(operation_id: str, node_name: str, xml: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """After the view saved the new node's row (its host key confirmed) and prepared the configuration that
-    names it: exchange keys between the agents, then push the configuration (its own operation, linked in the
-    result) (membership)."""
-    op, user = load(operation_id, "membership")
+    """After the view checked the new node's host key (confirmed, re-probed) and prepared the configuration that
+    names it: exchange keys between the agents, push the configuration and wait for it, and only when the cluster
+    took it save the node in luci (membership). `meta["node"]`: address, port, host_key, fingerprint."""
+    op, user = load(operation_id, "membership", "node.add", target=node_name)
     cluster = op.cluster
     operations.running(op)
-    new = cluster.nodes.filter(name=node_name).first()
-    if new is None:
-        message = f"luci no longer knows {node_name}"
-        record(user, "node.add", cluster=cluster, target=node_name, result="failed", message=message)
+    spec = meta.get("node") or {}
+    new = Node(cluster=cluster, name=node_name, address=spec.get("address", ""), port=int(spec.get("port") or 0),
+               host_key=spec.get("host_key", ""), fingerprint=spec.get("fingerprint", ""))
+    detail = {"node": node_name, "address": new.address, "port": new.port}
+    if cluster.nodes.filter(name=node_name).exists():
+        message = f"luci already knows a node {node_name}; nothing was changed"
+        record(user, "node.add", cluster=cluster, target=node_name, detail=detail, result="failed", message=message)
         operations.finish(op, False, message)
         return {"ok": False}
     trusted, trust_message = _trust_new_node(op, cluster, new)
-    pushed = push(cluster, user, xml, action="node.add", target=node_name, reason=meta.get("reason", ""),
-                  right="membership",
-                  detail={"node": node_name, "address": new.address, "port": new.port})
-    message = f"{node_name} added to luci; configuration push: operation {pushed.id}" + (
-        "" if trusted else f"; {trust_message}")
-    record(user, "node.add", cluster=cluster, target=node_name, detail={"address": new.address, "port": new.port,
-           "trusted": trusted}, result="ok", message=message)
-    operations.finish(op, True, message, {"push_operation": str(pushed.id), "trusted": trusted})
-    return {"ok": True, "push_operation": str(pushed.id)}
+    pushed, outcome = _push_now(cluster, user, xml, action="node.add", target=node_name,
+                                reason=meta.get("reason", ""), detail=detail)
+    trust_note = "" if trusted else f"; {trust_message}"
+    if not outcome.get("ok"):
+        message = (f"the configuration naming {node_name} was not pushed ({pushed.message or 'failed'}): the "
+                   f"cluster and luci do not have {node_name}" + trust_note)
+        record(user, "node.add", cluster=cluster, target=node_name, detail={**detail, "trusted": trusted},
+               result="failed", message=message)
+        operations.finish(op, False, message, {"push_operation": str(pushed.id), "trusted": trusted})
+        return {"ok": False, "push_operation": str(pushed.id)}
+    version = outcome.get("version")
+    try:
+        with transaction.atomic():
+            new.save()
+    except IntegrityError:
+        message = (f"version {version} names {node_name}, but luci meanwhile saved another node of that name: "
+                   "check its address and host key on the Nodes tab")
+        ok = False
+    else:
+        message = f"{node_name} added: configuration version {version} pushed (operation {pushed.id})" + trust_note
+        ok = True
+    record(user, "node.add", cluster=cluster, target=node_name, detail={**detail, "trusted": trusted},
+           result="ok" if ok else "failed", message=message)
+    operations.finish(op, ok, message, {"push_operation": str(pushed.id), "trusted": trusted, "version": version})
+    return {"ok": ok, "push_operation": str(pushed.id)}
 
 
 @app.task(name="luci.node_delete")
+@guarded("node.delete")
 def node_delete(operation_id: str, node_name: str, xml: str, meta: dict[str, Any]) -> dict[str, Any]:
-    """Stop the node's cluster daemons (node.stop), forget its row in luci, and push the configuration without it
-    (its own operation, linked in the result) (membership). A node that does not answer is removed anyway (it may
-    be dead: that is often why it goes); one whose daemons refuse to stop is not."""
-    op, user = load(operation_id, "membership")
+    """Stop the node's cluster daemons (node.stop), push the configuration without it and wait for it, and only
+    when the cluster took it forget the node in luci (membership). A node that does not answer is removed anyway
+    (it may be dead: that is often why it goes); one whose daemons refuse to stop is not."""
+    op, user = load(operation_id, "membership", "node.delete", target=node_name)
     cluster = op.cluster
     operations.running(op)
     node = cluster.nodes.filter(name=node_name).first()
+    stopped = ""
     if node is not None:
         operations.step(op, node_name, "leaving")
         try:
             answer = gateway.call(node, "node.stop")
             operations.step(op, node_name, "left", _answer_text(answer))
+            stopped = "it left the cluster"
         except RicciError as exc:
             if exc.code not in gateway.NO_ANSWER:
                 message = f"{node_name} did not leave the cluster: {exc.message}; nothing was removed"
@@ -212,11 +252,18 @@ def node_delete(operation_id: str, node_name: str, xml: str, meta: dict[str, Any
                 operations.finish(op, False, message)
                 return {"ok": False}
             operations.step(op, node_name, "unreachable", exc.message)
-        node.delete()
-    pushed = push(cluster, user, xml, action="node.delete", target=node_name, reason=meta.get("reason", ""),
-                  right="membership",
-                  detail={"node": node_name})
-    message = f"{node_name} removed from luci; configuration push: operation {pushed.id}"
+            stopped = "it did not answer"
+    pushed, outcome = _push_now(cluster, user, xml, action="node.delete", target=node_name,
+                                reason=meta.get("reason", ""), detail={"node": node_name})
+    if not outcome.get("ok"):
+        message = (f"the configuration without {node_name} was not pushed ({pushed.message or 'failed'}): the "
+                   f"cluster still names {node_name} and luci keeps it" + (f" ({stopped})" if stopped else "")
+                   + "; start it again from the Nodes tab or delete it again")
+        record(user, "node.delete", cluster=cluster, target=node_name, result="failed", message=message)
+        operations.finish(op, False, message, {"push_operation": str(pushed.id)})
+        return {"ok": False, "push_operation": str(pushed.id)}
+    cluster.nodes.filter(name=node_name).delete()
+    message = f"{node_name} removed: configuration version {outcome.get('version')} pushed (operation {pushed.id})"
     record(user, "node.delete", cluster=cluster, target=node_name, result="ok", message=message)
-    operations.finish(op, True, message, {"push_operation": str(pushed.id)})
+    operations.finish(op, True, message, {"push_operation": str(pushed.id), "version": outcome.get("version")})
     return {"ok": True, "push_operation": str(pushed.id)}

@@ -209,9 +209,9 @@ def save_cluster(user: Any, cluster_name: str, nodes: list[NodeCandidate]) -> Cl
                                       for n in nodes])
     except IntegrityError:
         raise RegistryError(f"a cluster named {cluster_name} is already in luci (or a node is given twice)") from None
-    from luci_web.live.publish import OVERVIEW, publish
+    from luci_web.live.publish import overview_changed
 
-    publish(OVERVIEW, "clusters", {"added": cluster.name})
+    overview_changed("clusters")  # no name: every logged-in user listens on the overview
     return cluster
 
 
@@ -226,9 +226,9 @@ def remove(user: Any, cluster: Cluster) -> None:
     cluster.delete()
     record(user, "cluster.remove", cluster=name, detail={"nodes": nodes},
            message="removed from luci; the nodes were not changed")
-    from luci_web.live.publish import OVERVIEW, publish
+    from luci_web.live.publish import overview_changed
 
-    publish(OVERVIEW, "clusters", {"removed": name})
+    overview_changed("clusters")  # no name: every logged-in user listens on the overview
 
 
 # -- create --------------------------------------------------------------------------------------------------
@@ -244,17 +244,40 @@ def create_cluster(user: Any, name: str, nodes: list[NodeCandidate], *, lab_dir:
         for node in nodes:
             if not node.host_key:
                 raise RegistryError(f"{node.name}: no confirmed host key ({node.error or 'not probed'})")
+        check_lab_dir(user, lab_dir)
         first_config(name, nodes, lab_dir)  # refuse a configuration that would not validate before starting
     except Exception as exc:
         record(user, "cluster.create", cluster=name, result="refused", message=str(exc))
         raise
+    from luci_web.clusters.configs import QueueUnavailable
     from luci_web.clusters.registry_tasks import create_cluster as task
+    from luci_web.clusters.tasks import enqueue
 
     op = operations.start(user, "create_cluster", None, [n.name for n in nodes])
     op.cluster_name = name
     op.save(update_fields=["cluster_name"])
-    task.delay(str(op.id), name, [n.to_dict() for n in nodes], lab_dir)
+    try:
+        enqueue(op, user, "cluster.create", task, str(op.id), name, [n.to_dict() for n in nodes], lab_dir)
+    except QueueUnavailable as exc:
+        raise RegistryError(str(exc)) from None
     return op
+
+
+def check_lab_dir(user: Any, lab_dir: str | None) -> None:
+    """RegistryError unless `lab_dir` is None, or given by a Luci Administrator and an existing directory holding
+    a lab's state file (ricci_agent.lab.LAB_FILE): it is written into the new cluster's fence device."""
+    if lab_dir is None:
+        return
+    from pathlib import Path
+
+    from ricci_agent.lab import LAB_FILE
+
+    if not getattr(user, "is_superuser", False):
+        raise RegistryError("only a Luci Administrator may create a cluster on a local lab (lab directory)")
+    if not lab_dir.isprintable() or not Path(lab_dir).is_absolute():
+        raise RegistryError("the lab directory must be an absolute path of printable characters")
+    if not (Path(lab_dir) / LAB_FILE).is_file():
+        raise RegistryError(f"{lab_dir[:200]} is not a lab directory (it has no {LAB_FILE})")
 
 
 def first_config(name: str, nodes: list[NodeCandidate], lab_dir: str | None = None) -> str:
@@ -284,6 +307,8 @@ def first_config(name: str, nodes: list[NodeCandidate], lab_dir: str | None = No
             edit.add_node(conf, node.name, nodeid=nodeid, votes=1, attrs=attrs)
     except ConfigError as exc:
         raise RegistryError(exc.report.message) from None
+    except ValueError:  # lxml refuses a string XML cannot hold
+        raise RegistryError("a name or path contains a control character XML cannot hold") from None
     errors = [r for r in validate(conf, lint=False) if r.is_error]
     if errors:
         raise RegistryError(f"the new configuration does not validate: {errors[0].message}")

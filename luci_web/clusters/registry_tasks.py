@@ -21,7 +21,8 @@ from luci_web.audit.log import record
 from luci_web.celery import app
 from luci_web.clusters import gateway, operations
 from luci_web.clusters.models import Operation
-from luci_web.clusters.registry import NodeCandidate, RegistryError, first_config, save_cluster
+from luci_web.clusters.registry import NodeCandidate, RegistryError, check_lab_dir, first_config, save_cluster
+from luci_web.clusters.tasks import guarded
 from ricci_agent.protocol import RicciError
 
 CLUSTER_KEY_BYTES = 64  # as cman.wire.new_key
@@ -33,13 +34,15 @@ class CreateFailed(Exception):
 
 
 @app.task(name="luci.create_cluster")
+@guarded("cluster.create")
 def create_cluster(operation_id: str, name: str, nodes: list[dict[str, Any]], lab_dir: str | None = None
                    ) -> dict[str, Any]:
     op = Operation.objects.select_related("user").get(pk=operation_id)
     user = op.user or get_user_model()()
     try:
         require_global(user, "create_clusters")
-    except PermissionDenied as exc:
+        check_lab_dir(user, lab_dir)
+    except (PermissionDenied, RegistryError) as exc:
         record(user, "cluster.create", cluster=name, result="refused", message=str(exc))
         operations.finish(op, False, str(exc))
         return {"ok": False}

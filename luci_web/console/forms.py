@@ -21,6 +21,39 @@ from cluster_conf.schema import Attr, Param, is_secret
 
 BASE_VERSION = "base_version"
 SECRET_MASK = "********"
+# What XML 1.0 cannot hold (its Char production): C0 controls but tab, newline and carriage return (browsers send
+# textarea lines as CRLF), lone surrogates, U+FFFE and U+FFFF. lxml refuses these with a ValueError.
+XML_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+WHOLE_NUMBER = re.compile(r"[0-9]{1,12}")
+
+
+def xml_unsafe(text: str) -> str:
+    """'' when `text` can be an XML attribute value, else one line naming the first character it cannot hold."""
+    found = XML_UNSAFE.search(text)
+    if found is None:
+        return ""
+    return f"contains a character XML cannot hold (U+{ord(found.group()):04X} at position {found.start() + 1})"
+
+
+def xml_safe(value: Any) -> None:
+    """The one validator every config form field carries (and ConfigForm.clean applies to every value): refuse a
+    control character or a lone surrogate, which cluster.conf cannot hold, next to the field."""
+    problem = xml_unsafe(value) if isinstance(value, str) else ""
+    if problem:
+        raise forms.ValidationError(problem, code="xml_unsafe")
+
+
+def whole_number(text: str, low: int, high: int) -> int:
+    """The one strict parser of whole numbers typed in the console: ASCII digits only (str.isdigit() also takes
+    "²", which int() refuses), within [low, high]. ValueError with one line saying what is expected."""
+    text = (text or "").strip()
+    expected = f"a whole number from {low} to {high}"
+    if not WHOLE_NUMBER.fullmatch(text):
+        raise ValueError(expected)
+    number = int(text)
+    if not low <= number <= high:
+        raise ValueError(expected)
+    return number
 
 
 class ConfigForm(forms.Form):
@@ -48,6 +81,20 @@ class ConfigForm(forms.Form):
                 continue
             out[name] = text or None
         return out
+
+    def clean(self) -> dict[str, Any]:
+        """Every value, whatever field holds it (declared fields, builders, parsed key=value lines), must be text
+        XML can hold: checked here once so no form reaches the edit with one (lxml would raise)."""
+        data = super().clean()
+        for name, value in list(data.items()):
+            values = [*value.keys(), *value.values()] if isinstance(value, Mapping) else [value]
+            for text in values:
+                try:
+                    xml_safe(text)
+                except forms.ValidationError as exc:
+                    self.add_error(name, exc)
+                    break
+        return data
 
     def attach_reports(self, reports: Iterable[Mapping[str, Any]], aliases: Mapping[str, str] | None = None
                        ) -> list[Mapping[str, Any]]:
@@ -87,12 +134,13 @@ def report_text(report: Mapping[str, Any]) -> str:
 def _choice_field(choices: Iterable[str], *, label: str, help_text: str = "", required: bool = False
                   ) -> forms.ChoiceField:
     options = [("", "(default)")] + [(c, c) for c in choices]
-    return forms.ChoiceField(choices=options, required=required, label=label, help_text=help_text)
+    return forms.ChoiceField(choices=options, required=required, label=label, help_text=help_text,
+                             validators=[xml_safe])
 
 
 def secret_field(label: str, help_text: str = "") -> forms.CharField:
     """Write-only: never rendered with a value; blank keeps the current value."""
-    return forms.CharField(required=False, label=label, strip=False,
+    return forms.CharField(required=False, label=label, strip=False, validators=[xml_safe],
                            widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
                            help_text=help_text or "write-only: leave empty to keep the current value")
 
@@ -107,7 +155,7 @@ def attr_field(attr: Attr) -> forms.Field:
         return _choice_field(attr.choices, label=attr.name, help_text=help_text)
     if attr.type == "bool":
         return _choice_field(("1", "0"), label=attr.name, help_text=help_text)
-    return forms.CharField(required=False, label=attr.name, help_text=help_text)
+    return forms.CharField(required=False, label=attr.name, help_text=help_text, validators=[xml_safe])
 
 
 def param_field(param: Param) -> forms.Field:
@@ -121,7 +169,8 @@ def param_field(param: Param) -> forms.Field:
         return secret_field(param.name)
     if param.choices:
         return _choice_field(param.choices, label=param.name, help_text=help_text, required=param.required)
-    return forms.CharField(required=param.required or param.primary, label=param.name, help_text=help_text)
+    return forms.CharField(required=param.required or param.primary, label=param.name, help_text=help_text,
+                           validators=[xml_safe])
 
 
 def parse_pairs(text: str) -> dict[str, str]:

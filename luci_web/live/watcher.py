@@ -9,8 +9,13 @@ timeout (1.5 s) plus at most one interval after it stopped answering, while the 
 
 When a reading differs from the last one in anything but `at`, the watcher saves Cluster.status/status_at, records
 a ServiceEvent for each service whose state or owner changed (or that it never recorded), and publishes
-{"at", "config_version", "quorate"} to `cluster-<pk>` and {"cluster": pk} to `overview`. Nothing changed: nothing
-is published, and status_at is saved once every HEARTBEAT seconds (the page's "as of" stays fresh).
+{"at", "config_version", "quorate"} to `cluster-<pk>` and an empty payload to `overview` (every logged-in user
+listens there: it names no cluster). Nothing changed: nothing is published, and status_at is saved once every
+HEARTBEAT seconds (the page's "as of" stays fresh).
+
+A database error (a locked SQLite file, a restarted Postgres) never ends the watcher: it is logged, the
+connection is closed (the next query opens a new one), and the cluster's loop, or the sync of the cluster list,
+tries again after a backoff that doubles from RETRY_FIRST up to RETRY_MAX seconds and resets after a success.
 """
 from __future__ import annotations
 
@@ -33,6 +38,21 @@ INTERVAL = 0.25  # seconds between readings of one cluster
 HEARTBEAT = 5.0  # status_at is saved at least this often while nothing changes
 REFRESH = 3.0  # how often the Cluster and Node tables are read again (clusters added/removed, nodes changed)
 MAX_IN_FLIGHT = 8  # readings of one cluster waiting at once (a hung node makes each take ~1.5 s)
+RETRY_FIRST = 1.0  # seconds before trying again after a database error; doubled for each error in a row
+RETRY_MAX = 30.0  # ... up to this
+
+
+def backoff(failures: int) -> float:
+    """The wait after `failures` errors in a row (1 → RETRY_FIRST)."""
+    return min(RETRY_MAX, RETRY_FIRST * 2 ** max(0, failures - 1))
+
+
+def reset_connection() -> None:
+    """Drop this thread's database connection after an error: the next query opens a fresh one."""
+    try:
+        connection.close()
+    except Exception as exc:  # a connection that is broken may fail to close: it is dropped all the same
+        log.debug("closing the database connection failed: %s", type(exc).__name__)
 
 Publisher = Callable[[str, str, dict[str, Any]], None]
 Reader = Callable[[list[Any], str], dict[str, Any]]
@@ -93,30 +113,48 @@ class ClusterWatch:
         return self.stopping.is_set() or self.done.is_set()
 
     def _run(self) -> None:
+        cluster = None
+        nodes: list[Any] = []
+        loaded = 0.0
+        failures = 0
+        next_reading = time.monotonic()
         try:
-            cluster = None
-            nodes: list[Any] = []
-            loaded = 0.0
-            next_reading = time.monotonic()
             while not self._stopped():
-                now = time.monotonic()
-                if cluster is None or now - loaded >= REFRESH:
-                    close_old_connections()
-                    cluster = Cluster.objects.filter(pk=self.cluster_id).first()
-                    if cluster is None:
-                        return
-                    nodes = list(cluster.nodes.all())
-                    loaded = now
-                if now >= next_reading:
-                    self._start_reading(nodes, cluster.name)
-                    next_reading = max(next_reading + self.interval, now)
-                self._wake.clear()  # before applying: a reading finishing from here on wakes the wait below
-                self._apply_finished(cluster)
+                try:
+                    now = time.monotonic()
+                    if cluster is None or now - loaded >= REFRESH:
+                        close_old_connections()
+                        cluster = Cluster.objects.filter(pk=self.cluster_id).first()
+                        if cluster is None:
+                            return
+                        nodes = list(cluster.nodes.all())
+                        loaded = now
+                    if now >= next_reading:
+                        self._start_reading(nodes, cluster.name)
+                        next_reading = max(next_reading + self.interval, now)
+                    self._wake.clear()  # before applying: a reading finishing from here on wakes the wait below
+                    self._apply_finished(cluster)
+                    failures = 0
+                except Exception as exc:  # a lost database (or a bug) must neither end the watch nor spin
+                    failures += 1
+                    wait = backoff(failures)
+                    log.warning("watching cluster %s failed (%s: %s); trying again in %g s", self.cluster_id,
+                                type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "", wait)
+                    reset_connection()
+                    cluster = None  # read again, and the next reading saved whatever it says
+                    self._last, self._known = None, None
+                    self._pause(wait)
+                    next_reading = time.monotonic()
+                    continue
                 self._wake.wait(max(0.0, min(next_reading - time.monotonic(), self.interval)))
-        except Exception:  # a bug or a lost database must not end in silence
-            log.exception("watching cluster %s failed", self.cluster_id)
         finally:
-            connection.close()
+            reset_connection()
+
+    def _pause(self, seconds: float) -> None:
+        """Wait `seconds`, or less when the watch is stopped meanwhile."""
+        end = time.monotonic() + seconds
+        while not self._stopped() and time.monotonic() < end:
+            self.stopping.wait(min(0.1, max(0.0, end - time.monotonic())))
 
     def _start_reading(self, nodes: list[Any], name: str) -> None:
         with self._results_lock:
@@ -172,7 +210,7 @@ class ClusterWatch:
         self.publish(live.cluster_group(cluster.pk), "status", {
             "at": status.get("at"), "config_version": status.get("config_version"),
             "quorate": (status.get("quorum") or {}).get("quorate")})
-        self.publish(live.OVERVIEW, "status", {"cluster": cluster.pk})
+        self.publish(live.OVERVIEW, "status", {})  # no id: every logged-in user listens on the overview
         return True
 
     def _record_events(self, cluster: Cluster, status: dict[str, Any], at: dt.datetime) -> None:
@@ -224,10 +262,19 @@ class Watcher:
                 self.watches.pop(pk)
 
     def run(self) -> None:
+        failures = 0
         try:
             while not self.stopping.is_set():
-                self.sync()
-                self.stopping.wait(REFRESH)
+                try:
+                    self.sync()
+                    failures = 0
+                except Exception as exc:  # e.g. "database is locked": the clusters being watched go on
+                    failures += 1
+                    log.warning("reading luci's clusters failed (%s: %s); trying again in %g s",
+                                type(exc).__name__, str(exc).splitlines()[0][:200] if str(exc) else "",
+                                max(REFRESH, backoff(failures)))
+                    reset_connection()
+                self.stopping.wait(max(REFRESH, backoff(failures)) if failures else REFRESH)
         finally:
             self.stop()
             self.join(2.0)

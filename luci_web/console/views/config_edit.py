@@ -13,8 +13,10 @@ Service Groups, Nodes): run configs.change and turn its outcome into what the us
 - ConfigConflict (the page was built on version N, the cluster runs M): nothing is applied; `outcome.conflict`
   holds base, current and the diff for the panel `console/_config_outcome.html` (HTTP 409);
 - ConfigRejected: each error report is attached to the form field it concerns, the rest are listed in the
-  summary (`outcome.reports`, HTTP 400);
-- ConfigUnavailable: no node answered (HTTP 503).
+  summary (`outcome.reports`, HTTP 400); a refusal without reports (e.g. a control character in a value) is the
+  form's own error;
+- ConfigUnavailable: no node answered, or the worker queue could not take the push (configs.QueueUnavailable:
+  the operation is failed and audited already) (HTTP 503).
 Every refusal is also a message, and configs.change has audited it.
 """
 from __future__ import annotations
@@ -65,6 +67,8 @@ def run_change(request: HttpRequest, cluster: Cluster, form: ConfigForm, edit: C
                        conflict={"base": exc.base, "current": exc.current, "diff": exc.diff_text})
     except configs.ConfigRejected as exc:
         unmatched = form.attach_reports(exc.reports, aliases)
+        if not exc.reports:
+            form.add_error(None, str(exc))
         errors = [r for r in exc.reports if r.get("severity") == "error"]
         summary = str(exc) if len(errors) <= 1 else f"{exc} ({len(errors)} errors)"
         messages.error(request, summary)

@@ -14,7 +14,7 @@ from django.urls import path
 from cluster_conf import ClusterConf, edit
 from cluster_conf.model import view
 from cluster_conf.reports import ConfigError, error
-from luci_web.console.forms import ConfigForm
+from luci_web.console.forms import ConfigForm, xml_unsafe
 from luci_web.console.views import config_edit
 from luci_web.console.views.common import cluster_view, render_tab
 
@@ -35,6 +35,15 @@ class DomainForm(ConfigForm):
         for node in nodes:
             self.fields[f"member_{node}"] = forms.BooleanField(required=False, label=node)
             self.fields[f"priority_{node}"] = forms.IntegerField(required=False, label=f"priority of {node}")
+
+    def clean(self) -> dict[str, Any]:
+        """The member node names come from the posted field names, not values: check them as values are."""
+        data = super().clean()
+        for node in self.nodes:
+            if problem := xml_unsafe(node):
+                self.add_error(None, f"a member node name {problem}")
+                break
+        return data
 
     def member_rows(self) -> list[tuple[forms.BoundField, forms.BoundField]]:
         return [(self[f"member_{n}"], self[f"priority_{n}"]) for n in self.nodes]

@@ -12,10 +12,9 @@ from django.urls import path
 from django.utils import timezone
 
 from luci_web.audit.log import mask_text
-from luci_web.clusters import gateway, timeline
+from luci_web.clusters import configs, gateway, timeline
 from luci_web.clusters.models import ServiceEvent
 from luci_web.console.views.common import cluster_view, render_tab
-from ricci_agent.protocol import RicciError
 
 LATEST = 50  # transitions listed under the picture
 
@@ -42,27 +41,28 @@ def events_context(cluster, window_key: str | None) -> dict[str, Any]:  # type: 
 
 def fence_states(cluster) -> tuple[list[dict[str, Any]], str]:  # type: ignore[no-untyped-def]
     """cman's fence states (`cman.status` → fencing) from the first node whose cmand answers: one row per node
-    with state, message, since, fenced_at, attempts, method, device, agent; and a note when none answered."""
-    reasons = []
-    for node in cluster.nodes.all():
-        try:
-            answer = gateway.call(node, "cman.status", timeout=gateway.STATUS_TIMEOUT)
-        except RicciError as exc:
-            reasons.append(f"{node.name}: {exc.message}")
-            continue
+    with state, message, since, fenced_at, attempts, method, device, agent; and a note when none answered.
+    Nodes are asked as configs.fetch asks them (the watcher's answering nodes first, a few in parallel), and the
+    call returns within configs.DEADLINE (3 s) however many nodes hang."""
+
+    def accept(node: Any, answer: dict[str, Any]) -> dict[str, Any]:
         if not answer.get("running"):
-            reasons.append(f"{node.name}: {answer.get('message') or 'cman is not running'}")
-            continue
-        rows = []
-        for name, entry in sorted((answer.get("fencing") or {}).items()):
-            entry = entry if isinstance(entry, dict) else {}
-            rows.append({"node": name, "state": entry.get("state") or "", "message": mask_text(str(
-                entry.get("message") or "")), "since": _when(entry.get("since")),
-                "fenced_at": _when(entry.get("fenced_at")), "attempts": entry.get("attempts"),
-                "how": " ".join(f"{k} {entry[k]}" for k in ("method", "device", "agent") if entry.get(k)),
-                "reported_by": node.name})
-        return rows, ""
-    return [], "no node's cluster manager answered" + (f" ({reasons[0]})" if reasons else "")
+            raise configs.Unusable(str(answer.get("message") or "cman is not running"))
+        return answer
+
+    try:
+        node, answer = configs.first_answer(configs.ordered_nodes(cluster), "cman.status", None, accept)
+    except configs.NoAnswer as exc:
+        return [], "no node's cluster manager answered" + (f" ({exc.reasons[0]})" if exc.reasons else "")
+    rows = []
+    for name, entry in sorted((answer.get("fencing") or {}).items()):
+        entry = entry if isinstance(entry, dict) else {}
+        rows.append({"node": name, "state": entry.get("state") or "", "message": mask_text(str(
+            entry.get("message") or "")), "since": _when(entry.get("since")),
+            "fenced_at": _when(entry.get("fenced_at")), "attempts": entry.get("attempts"),
+            "how": " ".join(f"{k} {entry[k]}" for k in ("method", "device", "agent") if entry.get(k)),
+            "reported_by": node.name})
+    return rows, ""
 
 
 def fence_history(cluster, age: int) -> tuple[list[dict[str, Any]], list[str]]:  # type: ignore[no-untyped-def]

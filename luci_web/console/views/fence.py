@@ -17,7 +17,7 @@ from cluster_conf.model import view
 from cluster_conf.schema import is_secret
 from luci_web.clusters import fence_metadata
 from luci_web.clusters.fence_metadata import AgentForm, FenceParam
-from luci_web.console.forms import SECRET_MASK, ConfigForm, parse_pairs, secret_field
+from luci_web.console.forms import SECRET_MASK, ConfigForm, parse_pairs, secret_field, xml_safe
 from luci_web.console.views import config_edit
 from luci_web.console.views.common import cluster_view, render_tab
 
@@ -31,11 +31,12 @@ def metadata_field(param: FenceParam) -> forms.Field:
         return secret_field(param.name, help_text + "; write-only: leave empty to keep the current value")
     if param.type == "select" and param.choices:
         choices = [("", "(default)")] + [(c, c) for c in param.choices]
-        return forms.ChoiceField(choices=choices, required=False, label=param.name, help_text=help_text)
+        return forms.ChoiceField(choices=choices, required=False, label=param.name, help_text=help_text,
+                                 validators=[xml_safe])
     if param.type == "boolean":
         return forms.ChoiceField(choices=[("", "(default)"), ("1", "yes"), ("0", "no")], required=False,
-                                 label=param.name, help_text=help_text)
-    return forms.CharField(required=param.required, label=param.name, help_text=help_text)
+                                 label=param.name, help_text=help_text, validators=[xml_safe])
+    return forms.CharField(required=param.required, label=param.name, help_text=help_text, validators=[xml_safe])
 
 
 class FenceDeviceForm(ConfigForm):

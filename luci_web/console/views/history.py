@@ -14,37 +14,42 @@ from django.views.decorators.http import require_POST
 from cluster_conf import ClusterConf, ConfigError
 from cluster_conf.diff import diff
 from luci_web.audit.log import record
-from luci_web.clusters import configs, gateway
+from luci_web.clusters import configs
 from luci_web.clusters.models import ConfigNote
 from luci_web.console.views.common import cluster_view, render_tab, show_error
-from ricci_agent.protocol import RicciError
 
 
 def versions_of(cluster) -> tuple[list[dict[str, Any]], str, str]:  # type: ignore[no-untyped-def]
     """(versions newest first, the answering node, a note when none answered). Each version: version, time (a
-    datetime), author (ricci's), note_author / reason (luci's ConfigNote), current."""
-    reasons = []
-    for node in cluster.nodes.all():
-        try:
-            answer = gateway.call(node, "cluster.versions")
-        except RicciError as exc:
-            reasons.append(f"{node.name}: {exc.message}")
-            continue
-        notes = {n.version: n for n in ConfigNote.objects.filter(cluster=cluster)}
-        accepted = (answer.get("accepted") or {}).get("version")
-        rows = []
-        for entry in reversed(answer.get("versions") or []):
-            version = int(entry.get("version") or 0)
-            note = notes.get(version)
-            rows.append({
-                "version": version, "hash": str(entry.get("hash") or "")[:12],
-                "time": datetime.fromtimestamp(float(entry.get("time") or 0), tz=UTC),
-                "author": entry.get("author") or "", "size": entry.get("size"),
-                "note_author": note.author if note else "", "reason": note.reason if note else "",
-                "current": version == accepted,
-            })
-        return rows, node.name, ""
-    return [], "", "no node gave its configuration history" + (f" ({reasons[0]})" if reasons else "")
+    datetime), author (ricci's), note_author / reason (luci's ConfigNote), current. Nodes are asked as
+    configs.fetch asks them (the watcher's answering nodes first), and the call returns within configs.DEADLINE
+    (3 s) however many nodes hang."""
+    try:
+        node, answer = configs.first_answer(configs.ordered_nodes(cluster), "cluster.versions", None,
+                                            lambda node, answer: answer)
+    except configs.NoAnswer as exc:
+        return [], "", "no node gave its configuration history" + (f" ({exc.reasons[0]})" if exc.reasons else "")
+    notes = {n.version: n for n in ConfigNote.objects.filter(cluster=cluster)}
+    accepted = (answer.get("accepted") or {}).get("version")
+    rows = []
+    for entry in reversed(answer.get("versions") or []):
+        version = _int(entry.get("version")) or 0
+        note = notes.get(version)
+        rows.append({
+            "version": version, "hash": str(entry.get("hash") or "")[:12],
+            "time": _time(entry.get("time")),
+            "author": entry.get("author") or "", "size": entry.get("size"),
+            "note_author": note.author if note else "", "reason": note.reason if note else "",
+            "current": version == accepted,
+        })
+    return rows, node.name, ""
+
+
+def _time(value: Any) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(value or 0), tz=UTC)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return datetime.fromtimestamp(0, tz=UTC)
 
 
 def _int(value: Any) -> int | None:
@@ -110,8 +115,12 @@ def rollback(request: HttpRequest, cluster, rights, version: int) -> HttpRespons
                result="refused", message=str(exc))
         show_error(request, f"Rollback refused: {exc}")
         return redirect("console:history", cluster.pk)
-    op = configs.push(cluster, request.user, xml, action="config.rollback", target=target, reason=reason,
-                      detail={"from_version": version, "base_version": current.version})
+    try:
+        op = configs.push(cluster, request.user, xml, action="config.rollback", target=target, reason=reason,
+                          detail={"from_version": version, "base_version": current.version})
+    except configs.QueueUnavailable as exc:  # failed and audited by the push already
+        show_error(request, f"Rollback not started: {exc}")
+        return redirect("console:history", cluster.pk)
     messages.success(request, f"Rolling back to the content of version {version} as version {current.version + 1}.")
     return redirect("console:operation", op.id)
 

@@ -5,10 +5,10 @@ page shows live."""
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any
 
 from django.contrib import messages
-from django.db import IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path
@@ -18,16 +18,27 @@ from cluster_conf import ClusterConf, edit, model
 from cluster_conf.schema import is_secret
 from luci_web.audit.log import record
 from luci_web.clusters import gateway, operations
-from luci_web.clusters.configs import ConfigConflict, ConfigRejected, ConfigUnavailable, fetch, prepare
-from luci_web.clusters.models import Cluster, Node
+from luci_web.clusters.configs import (
+    ConfigConflict,
+    ConfigRejected,
+    ConfigUnavailable,
+    QueueUnavailable,
+    fetch,
+    prepare,
+)
+from luci_web.clusters.models import Cluster
 from luci_web.clusters.node_tasks import MANY_ACTIONS, NODE_ACTIONS, node_action, node_add, node_delete, nodes_action
+from luci_web.clusters.tasks import enqueue
+from luci_web.console.forms import whole_number
 from luci_web.console.views.common import cluster_view, render_tab, tab_context
 from ricci_agent.protocol import RicciError
 
 DEFAULT_PORT = 11111
 NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]{0,254}")
-ADD_SESSION_KEY = "luci-node-add"
+ADD_SESSION_KEY = "luci-node-add"  # {token: probed node}: each probe's own entry
+MAX_PENDING = 8  # probes kept awaiting confirmation per session (the oldest go first)
+STALE_PAGE = "the page does not say which configuration version it was made from; reload the page"
 NODE_BUTTONS = [("join", "Join"), ("leave", "Leave"), ("reboot", "Reboot"), ("fence", "Fence")]
 
 
@@ -133,10 +144,15 @@ def act(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[
         return redirect("console:nodes", cluster.pk)
     kind = f"node_{action}" if len(names) == 1 else f"nodes_{action}"
     op = operations.start(request.user, kind, cluster, names)
-    if len(names) == 1:
-        node_action.delay(str(op.id), action, names[0])
-    else:
-        nodes_action.delay(str(op.id), action, names)
+    try:
+        if len(names) == 1:
+            enqueue(op, request.user, f"node.{action}", node_action, str(op.id), action, names[0], target=names[0])
+        else:
+            enqueue(op, request.user, f"node.{action}", nodes_action, str(op.id), action, names,
+                    target=", ".join(names))
+    except QueueUnavailable as exc:
+        messages.error(request, str(exc))
+        return redirect("console:nodes", cluster.pk)
     return redirect("console:operation", op.id)
 
 
@@ -151,10 +167,12 @@ def _new_node_fields(data: Any) -> tuple[dict[str, Any], dict[str, str]]:
         errors["name"] = "a node name: letters, digits, dot, dash or underscore, starting with a letter or digit"
     if not ADDRESS.fullmatch(address):
         errors["address"] = "a host name or an IP address"
-    port = int(port_text) if port_text.isdigit() and len(port_text) <= 5 else 0
-    if not 1 <= port <= 65535:
+    try:
+        port: int | str = whole_number(port_text, 1, 65535)
+    except ValueError:
+        port = port_text
         errors["port"] = "a TCP port between 1 and 65535"
-    return {"name": name, "address": address, "port": port if not errors.get("port") else port_text}, errors
+    return {"name": name, "address": address, "port": port}, errors
 
 
 def _fence_shape(conf: ClusterConf, new_name: str) -> tuple[str, str, dict[str, str]] | None:
@@ -200,42 +218,60 @@ def add_node_edit(name: str, port: int):  # type: ignore[no-untyped-def]
     return change
 
 
-def _base_version(data: Any) -> int | None:
+def _posted_version(data: Any) -> int | None:
+    """The configuration version the page was built from (a hidden field), or None when missing or not a
+    whole number: the change is then refused, never prepared without the concurrency check."""
     try:
-        return int(data.get("base_version") or "")
+        return whole_number(data.get("base_version") or "", 0, 2**63 - 1)
     except ValueError:
         return None
 
 
 def _refused(request: HttpRequest, cluster: Cluster, rights, template: str, action: str, target: str,  # type: ignore[no-untyped-def]
-             exc: Exception, **extra: Any) -> HttpResponse:
-    """A change the cluster refused: audited, and shown on the page with its reports or the diff."""
+             exc: Exception | str, status: int = 409, **extra: Any) -> HttpResponse:
+    """A change the cluster (or luci) refused: audited, and shown on the page with its reports or the diff."""
     record(request.user, action, cluster=cluster, target=target, result="refused", message=str(exc))
     response = render_tab(request, cluster, rights, "nodes", template, refusal=str(exc),
                           reports=getattr(exc, "reports", []), diff=getattr(exc, "diff_text", ""), **extra)
-    response.status_code = 409
+    response.status_code = status
     return response
 
 
-def _current_version(cluster: Cluster) -> int | None:
+def _current_version(cluster: Cluster) -> tuple[int | None, str]:
+    """(the accepted configuration version, '') or (None, why it could not be read)."""
     try:
-        return fetch(cluster).version
-    except ConfigUnavailable:
-        return None
+        return fetch(cluster).version, ""
+    except ConfigUnavailable as exc:
+        return None, str(exc)
+
+
+def _pending(request: HttpRequest) -> dict[str, dict[str, Any]]:
+    """The probed nodes awaiting confirmation, by token (one per probe: two tabs never share an entry)."""
+    pending = request.session.get(ADD_SESSION_KEY)
+    return dict(pending) if isinstance(pending, dict) else {}
+
+
+def _keep_pending(request: HttpRequest, pending: dict[str, dict[str, Any]]) -> None:
+    request.session[ADD_SESSION_KEY] = dict(list(pending.items())[-MAX_PENDING:])
 
 
 @cluster_view("membership")
 def add(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
-    """GET: the form. POST step=probe: read the agent's host key and show its fingerprint. POST step=confirm: put
-    the node in the configuration (checked, not yet pushed), save it in luci, and start the task that exchanges
-    the agents' keys and pushes the configuration."""
+    """GET: the form (only when the configuration's version could be read). POST step=probe: read the agent's host
+    key and show its fingerprint. POST step=confirm: check the key again, put the node in the configuration
+    (checked, not yet pushed), and start the task that exchanges the agents' keys, pushes the configuration and
+    only then saves the node in luci."""
     if request.method != "POST":
+        version, unavailable = _current_version(cluster)
         return render_tab(request, cluster, rights, "nodes", "console/node_add.html",
-                          fields={"port": DEFAULT_PORT}, errors={}, base_version=_current_version(cluster))
+                          fields={"port": DEFAULT_PORT}, errors={}, base_version=version, unavailable=unavailable)
     if request.POST.get("step") == "confirm":
         return _add_confirmed(request, cluster, rights)
     fields, errors = _new_node_fields(request.POST)
-    base_version = _base_version(request.POST)
+    base_version = _posted_version(request.POST)
+    if base_version is None:
+        return _refused(request, cluster, rights, "console/node_add.html", "node.add", fields["name"],
+                        STALE_PAGE, status=400, fields=fields, errors={}, base_version=None)
     if not errors and cluster.nodes.filter(name=fields["name"]).exists():
         errors["name"] = f"{cluster.name} already has a node {fields['name']}"
     if not errors:
@@ -246,54 +282,94 @@ def add(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[
     if errors:
         return render_tab(request, cluster, rights, "nodes", "console/node_add.html", fields=fields, errors=errors,
                           base_version=base_version)
-    request.session[ADD_SESSION_KEY] = {**fields, "cluster": cluster.pk, "host_key": host_key,
-                                        "fingerprint": fingerprint, "base_version": base_version}
+    token = secrets.token_urlsafe(12)
+    pending = _pending(request)
+    pending[token] = {**fields, "cluster": cluster.pk, "host_key": host_key, "fingerprint": fingerprint,
+                      "base_version": base_version}
+    _keep_pending(request, pending)
     return render_tab(request, cluster, rights, "nodes", "console/node_add_confirm.html", fields=fields,
-                      fingerprint=fingerprint, base_version=base_version)
+                      fingerprint=fingerprint, base_version=base_version, token=token)
+
+
+def _confirmation_problem(request: HttpRequest, probed: dict[str, Any]) -> str:
+    """'' when the confirmed page, the session's probe and a fresh probe all show the same node and key."""
+    posted = {k: (request.POST.get(k) or "").strip() for k in ("name", "fingerprint")}
+    if posted["name"] != probed["name"] or posted["fingerprint"] != probed["fingerprint"]:
+        return "the confirmation does not match the host key luci read for this node; read it again"
+    try:
+        _, fingerprint = gateway.probe_host_key(probed["address"], int(probed["port"]))
+    except RicciError as exc:
+        return f"the node's host key could not be read again: {exc.message}"
+    if fingerprint != probed["fingerprint"]:
+        return (f"the node now offers another host key ({fingerprint}) than the one you confirmed "
+                f"({probed['fingerprint']}); nothing was saved: compare it on the node and read it again")
+    return ""
 
 
 def _add_confirmed(request: HttpRequest, cluster: Cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
-    probed = request.session.get(ADD_SESSION_KEY) or {}
-    if probed.get("cluster") != cluster.pk or not probed.get("host_key"):
+    pending = _pending(request)
+    token = request.POST.get("token") or ""
+    probed = pending.get(token)
+    if not isinstance(probed, dict) or probed.get("cluster") != cluster.pk or not probed.get("host_key"):
         messages.error(request, "read the node's host key first (the confirmation expired)")
         return redirect("console:node_add", cluster.pk)
     name, address, port = probed["name"], probed["address"], int(probed["port"])
+    shown = {"fields": probed, "fingerprint": probed["fingerprint"], "base_version": probed.get("base_version"),
+             "token": token}
+    if problem := _confirmation_problem(request, probed):
+        del pending[token]
+        _keep_pending(request, pending)
+        return _refused(request, cluster, rights, "console/node_add_confirm.html", "node.add", name, problem,
+                        status=400, **{**shown, "token": ""})
+    if cluster.nodes.filter(name=name).exists():
+        return _refused(request, cluster, rights, "console/node_add_confirm.html", "node.add", name,
+                        f"{cluster.name} already has a node {name}", **shown)
     try:
-        _, xml = prepare(cluster, probed.get("base_version"), add_node_edit(name, port))
+        _, xml = prepare(cluster, probed["base_version"], add_node_edit(name, port))
     except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:
-        return _refused(request, cluster, rights, "console/node_add_confirm.html", "node.add", name, exc,
-                        fields=probed, fingerprint=probed["fingerprint"], base_version=probed.get("base_version"))
+        return _refused(request, cluster, rights, "console/node_add_confirm.html", "node.add", name, exc, **shown)
+    del pending[token]
+    _keep_pending(request, pending)
+    op = operations.start(request.user, "node_add", cluster, [*(n.name for n in cluster.nodes.all()), name])
     try:
-        Node.objects.create(cluster=cluster, name=name, address=address, port=port, host_key=probed["host_key"],
-                            fingerprint=probed["fingerprint"])
-    except IntegrityError:
-        messages.error(request, f"{cluster.name} already has a node {name}")
+        enqueue(op, request.user, "node.add", node_add, str(op.id), name, xml, {"reason": f"add node {name}", "node": {
+            "address": address, "port": port, "host_key": probed["host_key"], "fingerprint": probed["fingerprint"]}},
+            target=name)
+    except QueueUnavailable as exc:
+        messages.error(request, str(exc))
         return redirect("console:nodes", cluster.pk)
-    del request.session[ADD_SESSION_KEY]
-    op = operations.start(request.user, "node_add", cluster, [n.name for n in cluster.nodes.all()])
-    node_add.delay(str(op.id), name, xml, {"reason": f"add node {name}"})
     return redirect("console:operation", op.id)
 
 
 @cluster_view("membership")
 def delete(request: HttpRequest, cluster, rights, name: str) -> HttpResponse:  # type: ignore[no-untyped-def]
-    """GET: what deleting the node does, to confirm. POST: check the configuration without it, then start the task
-    that stops its daemons, forgets it in luci and pushes the configuration."""
+    """GET: what deleting the node does, to confirm (only when the configuration's version could be read). POST:
+    check the configuration without it, then start the task that stops its daemons, pushes the configuration and
+    only then forgets it in luci."""
     node = cluster.nodes.filter(name=name).first()
     if node is None:
         messages.error(request, f"luci does not know the node {name!r} in {cluster.name}")
         return redirect("console:nodes", cluster.pk)
     if request.method != "POST":
+        version, unavailable = _current_version(cluster)
         return render_tab(request, cluster, rights, "nodes", "console/node_delete.html", node=node,
-                          base_version=_current_version(cluster))
-    base_version = _base_version(request.POST)
+                          base_version=version, unavailable=unavailable)
+    base_version = _posted_version(request.POST)
+    if base_version is None:
+        return _refused(request, cluster, rights, "console/node_delete.html", "node.delete", name, STALE_PAGE,
+                        status=400, node=node, base_version=None)
     try:
         _, xml = prepare(cluster, base_version, lambda conf: edit.remove_node(conf, name))
     except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:
         return _refused(request, cluster, rights, "console/node_delete.html", "node.delete", name, exc, node=node,
                         base_version=base_version)
     op = operations.start(request.user, "node_delete", cluster, [name])
-    node_delete.delay(str(op.id), name, xml, {"reason": f"delete node {name}"})
+    try:
+        enqueue(op, request.user, "node.delete", node_delete, str(op.id), name, xml, {"reason": f"delete node {name}"},
+                target=name)
+    except QueueUnavailable as exc:
+        messages.error(request, str(exc))
+        return redirect("console:nodes", cluster.pk)
     return redirect("console:operation", op.id)
 
 

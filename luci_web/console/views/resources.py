@@ -50,6 +50,8 @@ class ResourceForm(ConfigForm):
         for key in pairs:
             if key in self.fields:
                 raise forms.ValidationError(f"{key} has its own field")
+            if is_secret(key):  # a secret typed here would be shown again if the form comes back with errors
+                raise forms.ValidationError(f"{key} is a secret: give it in a password field")
         return pairs
 
     def param_names(self) -> list[str]:

@@ -25,7 +25,7 @@ from lxml import etree
 from cluster_conf import ClusterConf, edit
 from cluster_conf.schema import RESOURCE_TYPES, is_true, parse_time
 from luci_web.clusters import configs, service_commands
-from luci_web.console.forms import ConfigForm
+from luci_web.console.forms import ConfigForm, whole_number, xml_unsafe
 from luci_web.console.views import config_edit
 from luci_web.console.views.common import cluster_view, render_tab, tab_context
 
@@ -40,6 +40,8 @@ SPECIAL = ("__independent_subtree", "__enforce_timeouts", "__max_failures", "__f
            "__max_restarts", "__restart_expire_time")
 INLINE_TYPES = tuple(sorted(t for t, rt in RESOURCE_TYPES.items() if not rt.top_level))
 SERVICE_REF = re.compile(r"^(service|vm):[^\s/]+$")
+RESOURCE_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+MAX_RESTARTS = 1_000_000
 
 
 class FormError(ValueError):
@@ -48,6 +50,12 @@ class FormError(ValueError):
     def __init__(self, field_name: str, message: str) -> None:
         super().__init__(message)
         self.field = field_name
+
+
+def check_xml_safe(field_name: str, label: str, value: str) -> None:
+    """FormError when `value` holds a character cluster.conf cannot (the console forms' one rule, forms.xml_safe)."""
+    if problem := xml_unsafe(value):
+        raise FormError(field_name, f"{label} {problem}")
 
 
 # -- the live table -------------------------------------------------------------------------------------------------
@@ -182,15 +190,20 @@ def service_attrs_from(data: Mapping[str, str], *, domains: list[str] | None = N
     """The service attributes of the definition form (autostart, exclusive, domain, recovery, max_restarts,
     restart_expire_time), checked; FormError names the field. `domains`: the known ones (None: the edit checks)."""
     domain = (data.get("domain") or "").strip()
+    check_xml_safe("domain", "the failover domain", domain)
     if domain and domains is not None and domain not in domains:
         raise FormError("domain", f"failover domain {domain!r} does not exist")
     recovery = (data.get("recovery") or "restart").strip()
     if recovery not in RECOVERY:
         raise FormError("recovery", f"recovery must be one of {', '.join(RECOVERY)}")
     max_restarts = (data.get("max_restarts") or "").strip()
-    if max_restarts and not (max_restarts.isdigit() and int(max_restarts) <= 1_000_000):
-        raise FormError("max_restarts", "max_restarts must be a whole number (0: no limit)")
+    if max_restarts:
+        try:
+            max_restarts = str(whole_number(max_restarts, 0, MAX_RESTARTS))
+        except ValueError as exc:
+            raise FormError("max_restarts", f"max_restarts must be {exc} (0: no limit)") from None
     expire = (data.get("restart_expire_time") or "").strip()
+    check_xml_safe("restart_expire_time", "restart_expire_time", expire)
     try:
         if expire:
             parse_time(expire)
@@ -319,7 +332,7 @@ def form_values(element: etree._Element) -> dict[str, str]:
 
 
 def _check_ref(ref: str) -> None:
-    if not SERVICE_REF.match(ref):
+    if not SERVICE_REF.match(ref) or xml_unsafe(ref):
         raise FormError("", f"{ref!r} is not a service group (service:NAME or vm:NAME)")
 
 
@@ -363,6 +376,8 @@ def add_resource(request: HttpRequest, cluster, rights, ref: str) -> HttpRespons
                 raise FormError("type", f"unknown resource type {rtype!r}")
             attrs = {p.name: request.POST.get(f"attr_{p.name}", "").strip() for p in RESOURCE_TYPES[rtype].params}
             attrs = {k: v for k, v in attrs.items() if v}
+            for name, value in attrs.items():
+                check_xml_safe(f"attr_{name}", name, value)
             primary = RESOURCE_TYPES[rtype].primary
             if not attrs.get(primary):
                 raise FormError(f"attr_{primary}", f"a {rtype} resource needs its {primary}")
@@ -370,6 +385,9 @@ def add_resource(request: HttpRequest, cluster, rights, ref: str) -> HttpRespons
             rtype, _, key = request.POST.get("resource", "").partition("=")
             if not rtype or not key:
                 raise FormError("resource", "choose a global resource")
+            if not RESOURCE_TYPE.fullmatch(rtype):
+                raise FormError("resource", f"{rtype!r} is not a resource type")
+            check_xml_safe("resource", "the resource name", key)
             attrs = {"ref": key}
     except FormError as exc:
         return _definition(request, cluster, rights, ref, {"error": str(exc), "field": exc.field}, 400)

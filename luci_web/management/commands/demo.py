@@ -9,7 +9,8 @@ It brings up everything the console needs and supervises it until Ctrl-C:
   5. daphne on 127.0.0.1:8084, a Celery worker and the live-status watcher (`manage.py luci_watch`), supervised
      (luci_web/supervisor.py);
 then prints `URL: ...`, `username: admin` and `password: ...`. Ctrl-C or SIGTERM stops the children, the lab
-(unless --keep-lab) and the embedded Redis, checks nothing is left and exits 0. `--exit-after SECONDS` checks
+(unless --keep-lab, or the lab was already running before the demo: a lab the demo did not start is never stopped
+by it) and the embedded Redis, checks nothing is left and exits 0. `--exit-after SECONDS` checks
 that every part answers, then stops the same way (tests, CI).
 
 `manage.py demo --walkthrough` is the older scripted tour of ccs_tool and rg_test in a temporary folder.
@@ -40,7 +41,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from cluster_conf.schema import is_secret
 from luci_web.clusters import registry
 from luci_web.embedded_redis import RedisUnavailable, ensure_redis
-from luci_web.supervisor import ChildFailed, Supervisor, group_alive
+from luci_web.supervisor import ChildFailed, Supervisor
 from ricci_agent import keys
 from ricci_agent.lab import DEFAULT_DIR, FIRST_ADDRESS, Lab, LabError, LabNode, node_processes
 from ricci_agent.protocol import RicciError
@@ -116,7 +117,8 @@ class Demo:
         self.supervisor = Supervisor(sys.stdout)
         self.redis_url = ""
         self.redis_stop: Callable[[], None] | None = None
-        self.lab_started = False
+        self.lab_owned = False  # the demo brought the lab up (or began to): its teardown stops it
+        self.lab_found_running = False  # a complete lab was running before the demo: left running on exit
         self.cluster_name = ""
         self.cluster_pk: int | None = None
         self.children_started_at = 0.0
@@ -241,12 +243,12 @@ class Demo:
         lab = self.lab
         if lab.exists() and any(node_processes(n) for n in lab.nodes):
             if len(lab.nodes) == self.nodes and all(s.answering for s in lab.status()):
-                self.say("  the lab is already running: using it")
-                self.lab_started = True
+                self.say("  the lab is already running: using it (the demo leaves it running when it stops)")
+                self.lab_found_running = True
                 return lab.nodes
             self.say("  a part of the lab is running: stopping it first")
             lab.down()
-        self.lab_started = True  # from here on, the teardown stops it (Lab.up undoes its own partial start)
+        self.lab_owned = True  # from here on, the teardown stops it (Lab.up undoes its own partial start)
         nodes = lab.up(self.nodes, first_address=self.first_address)
         for node in nodes:
             self.say(f"  {node.name:<8} {node.key:<22} pid {node.pid}")
@@ -370,42 +372,71 @@ class Demo:
 
     # -- teardown ----------------------------------------------------------------------------------------------
     def tear_down(self) -> list[str]:
-        """Stop the children, the lab (unless --keep-lab) and the embedded Redis, in that order; return what
-        could not be stopped (empty: nothing is left running)."""
-        problems = []
-        stopped = []
-        if self.supervisor.children:
-            self.say("Stopping daphne, the worker and the watcher ...")
-            survivors = self.supervisor.stop()
-            if survivors:
-                problems.append(f"still running after SIGKILL: {', '.join(survivors)}")
-            left = [c.name for c in self.supervisor.children if c.pgid is not None and group_alive(c.pgid)]
-            if left and not survivors:
-                problems.append(f"processes left in the groups of {', '.join(left)}")
-            stopped.append("daphne, worker, watcher")
+        """Stop the children, the lab (only if the demo started it, and not with --keep-lab) and the embedded
+        Redis, in that order; each step runs whatever the one before raised. Return what could not be stopped, one
+        line each (empty: nothing the demo started is left running)."""
+        problems: list[str] = []
+        stopped: list[str] = []
+        self._teardown_step("stopping daphne, the worker and the watcher", problems,
+                            lambda: self._stop_children(problems, stopped))
         with contextlib.suppress(Exception):
             from luci_web.clusters import gateway
 
             gateway.reset()
-        if self.lab_started and not self.keep_lab:
-            self.say("Stopping the lab ...")
-            try:
-                self.lab.down()
-                stopped.append("the lab")
-            except LabError as exc:
-                problems.append(str(exc))
-            left_nodes = [n.name for n in self.lab.nodes if node_processes(n)]
-            if left_nodes:
-                problems.append(f"lab nodes still running: {', '.join(left_nodes)}")
-        elif self.lab_started:
+        if self.lab_owned and not self.keep_lab:
+            self._teardown_step("stopping the lab", problems, lambda: self._stop_lab(problems, stopped))
+        elif self.lab_owned:
             self.say(f"The lab keeps running (--keep-lab): manage.py localcluster down --dir {self.lab.directory}")
+        elif self.lab_found_running:
+            self.say(f"The lab was running before the demo: left running (manage.py localcluster down --dir "
+                     f"{self.lab.directory} stops it)")
         if self.redis_stop is not None:
-            self.redis_stop()
-            stopped.append("redis")
+            self._teardown_step("stopping redis", problems, lambda: self._stop_redis(stopped))
         if not problems:
-            self.say(f"Stopped {', '.join(stopped) or 'nothing'}: nothing left running." if stopped
+            kept = " (the lab keeps running)" if self.lab_found_running or (self.lab_owned and self.keep_lab) else ""
+            self.say(f"Stopped {', '.join(stopped)}: nothing left running{kept}." if stopped
                      else "Nothing was started.")
         return problems
+
+    @staticmethod
+    def _teardown_step(what: str, problems: list[str], step: Callable[[], None]) -> None:
+        """Run one teardown step; whatever it raises becomes one line in `problems` and the teardown goes on."""
+        try:
+            step()
+        except Exception as exc:  # the next steps must run whatever this one raised
+            text = " ".join(str(exc).split())
+            if not isinstance(exc, LabError):
+                text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+            problems.append(f"{what}: {text}")
+
+    def _stop_children(self, problems: list[str], stopped: list[str]) -> None:
+        if not self.supervisor.children:
+            return
+        self.say("Stopping daphne, the worker and the watcher ...")
+        survivors = self.supervisor.stop()
+        if survivors:
+            problems.append(f"still running after SIGKILL: {', '.join(survivors)}")
+        unreaped = [c.name for c in self.supervisor.children if c.process is not None and c.process.returncode is None]
+        if unreaped and not survivors:
+            problems.append(f"not collected after stopping: {', '.join(unreaped)}")
+        stopped.append("daphne, worker, watcher")
+
+    def _stop_lab(self, problems: list[str], stopped: list[str]) -> None:
+        self.say("Stopping the lab ...")
+        try:
+            self.lab.down()
+            stopped.append("the lab")
+        finally:  # what is left is reported even when down() failed (an unreadable lab.json: nothing to check)
+            with contextlib.suppress(LabError, OSError):
+                left_nodes = [n.name for n in self.lab.nodes if node_processes(n)] if self.lab.exists() else []
+                if left_nodes:
+                    problems.append(f"lab nodes still running: {', '.join(left_nodes)}")
+
+    def _stop_redis(self, stopped: list[str]) -> None:
+        stop, self.redis_stop = self.redis_stop, None
+        if stop is not None:
+            stop()
+            stopped.append("redis")
 
 
 class Command(BaseCommand):
