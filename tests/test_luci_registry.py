@@ -256,3 +256,28 @@ def test_create_needs_the_right(luci_home: Path) -> None:
         registry.create_cluster(user, "fresh", [NodeCandidate("a", "127.0.0.1", 1, "x", "y")])
     assert not Operation.objects.exists()
     assert AuditEntry.objects.get(action="cluster.create").result == "refused"
+
+
+def test_a_probe_turned_away_by_the_agents_unauthenticated_limit_is_tried_again(lab: Lab) -> None:
+    """An agent admits MAX_UNAUTHENTICATED_PER_SOURCE connections from one address that have not authenticated
+    yet; a probe made while they are taken is closed before the banner. The gateway tries again briefly, so a
+    wizard that probes several times in a row does not fail when the agent is slow to count closed probes out."""
+    import socket
+    import threading
+
+    from ricci_agent.server import MAX_UNAUTHENTICATED_PER_SOURCE
+
+    node = lab.node("node1")
+    held = [socket.create_connection((node.address, node.port), timeout=3)
+            for _ in range(MAX_UNAUTHENTICATED_PER_SOURCE)]
+    try:
+        for conn in held:
+            conn.recv(64)  # the agent's banner: the connection is counted as unauthenticated
+        release = threading.Timer(0.2, lambda: [c.close() for c in held])
+        release.start()
+        line, fingerprint = gateway.probe_host_key(node.address, node.port)
+        release.join()
+    finally:
+        for conn in held:
+            conn.close()
+    assert fingerprint == node.fingerprint and line.startswith("ssh-ed25519 ")

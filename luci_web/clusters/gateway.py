@@ -8,6 +8,7 @@ luci's first contact needed ricci's password.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -16,13 +17,14 @@ from django.conf import settings
 
 from ricci_agent import keys
 from ricci_agent.client import NodeResult, RicciClient, fetch_host_key
-from ricci_agent.protocol import HOST_KEY_CHANGED, HOST_KEY_UNKNOWN, NO_ANSWER, RicciError
+from ricci_agent.protocol import HOST_KEY_CHANGED, HOST_KEY_UNKNOWN, NO_ANSWER, UNREACHABLE, RicciError
 
 __all__ = ["NO_ANSWER", "NodeResult", "RicciError", "call", "client", "fan_out", "luci_public_key", "probe_host_key"]
 
 CONNECT_TIMEOUT = 1.5  # a hung node must show as unknown within 2 s (issue 7 §4)
 REQUEST_TIMEOUT = 6.0
 STATUS_TIMEOUT = 1.5
+PROBE_ATTEMPTS = 3
 
 
 class PinnedClient(RicciClient):
@@ -110,7 +112,20 @@ def fan_out(nodes: list[Any], function: str, args: dict[str, Any] | None = None,
 def probe_host_key(address: str, port: int, timeout: float = 3.0) -> tuple[str, str]:
     """(host key line, SHA256 fingerprint) an agent offers, read without authenticating: shown to the admin
     for confirmation before anything is pinned."""
-    line = fetch_host_key(address, port, timeout)
+    deadline = time.monotonic() + timeout
+    for attempt in range(1, PROBE_ATTEMPTS):
+        try:
+            line = fetch_host_key(address, port, max(0.5, deadline - time.monotonic()))
+            return line, keys.fingerprint(line)
+        except RicciError as exc:
+            # an agent admits only a few connections from one address that have not authenticated yet, and
+            # counts a probe out once it notices the close: a probe right after another may be turned away
+            # before the banner. Try again briefly; a node that is down fails at once with "cannot connect".
+            pause = 0.3 * attempt
+            if exc.code != UNREACHABLE or "handshake" not in exc.message or time.monotonic() + pause >= deadline:
+                raise
+            time.sleep(pause)
+    line = fetch_host_key(address, port, max(0.5, deadline - time.monotonic()))
     return line, keys.fingerprint(line)
 
 
