@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         client = Client()
         client.force_login(admin)
         pages = [("overview", ()), ("overview_fragment", ()), ("cluster_head", (cluster.pk,)),
-                 ("services_fragment", (cluster.pk,)), ("nodes_fragment", (cluster.pk,))]
+                 ("services", (cluster.pk,)), ("services_fragment", (cluster.pk,)), ("nodes_fragment", (cluster.pk,))]
         for name, pargs in pages:
             try:
                 url = reverse(f"console:{name}", args=pargs)

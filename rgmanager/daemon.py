@@ -584,6 +584,16 @@ def _reply(code: RGCode, owner: str | None, message: str = "") -> dict:
 
 
 # -- the coordinator ----------------------------------------------------------------------------------------------
+def _in_flight_state(action: Action) -> tuple[State, str | None] | None:
+    """What the published table shows for a service while `action` is pending or running: starting on the
+    target of a start, relocation or migration, stopping on the node of a stop; None for record-only actions."""
+    if action.kind in (ActionKind.START, ActionKind.RELOCATE, ActionKind.MIGRATE):
+        return (State.STARTING, action.node)
+    if action.kind is ActionKind.STOP:
+        return (State.STOPPING, action.node)
+    return None
+
+
 @dataclass(slots=True)
 class _Waiter:
     service: str
@@ -765,6 +775,10 @@ class Coordinator:
         with self.lock:  # workers may correct the table (a stop that never arrived): plan on one snapshot
             result = plan(self.d.cv, membership, self.table, event)
             self.table = result.table
+            for action in result.actions:  # never publish a planned outcome as done before its action has run
+                shown = _in_flight_state(action)
+                if shown is not None:
+                    self.in_flight.setdefault(action.service, shown)
         if result.actions:
             log.info("%s: %s", type(event).__name__, "; ".join(a.describe() for a in result.actions))
         for action in result.actions:
@@ -796,19 +810,20 @@ class Coordinator:
                 if not queue_ or self.stopping.is_set():
                     self.busy.discard(sid)
                     self.service_queues.pop(sid, None)
+                    self.in_flight.pop(sid, None)
                     self.idle.notify_all()
                     return
                 actions, waiter = queue_.pop(0)
             ok = True
             try:
-                for action in actions:
-                    self._show(action)
-                    try:
+                try:
+                    for action in actions:
+                        self._show(action)
                         ok = self._carry_out(action) and ok
-                    finally:
-                        self._shown(action)
-                    if not ok:
-                        break
+                        if not ok:
+                            break
+                finally:  # the batch is over: the table shows its outcome (or what a failure made of it)
+                    self._shown(sid)
             except NotMaster as exc:  # another node coordinates now: it rebuilds from what nodes really run
                 log.warning("stopped acting as RG-Master: %s", exc)
                 ok = False
@@ -930,21 +945,18 @@ class Coordinator:
     # -- replication and reports -----------------------------------------------------------------------------
     def _show(self, action: Action) -> None:
         """While an action runs, the published table shows its service `starting` (or `stopping`) on the node
-        acting; the planning table already holds the outcome the plan expects."""
-        kind = action.kind
-        if kind in (ActionKind.START, ActionKind.RELOCATE, ActionKind.MIGRATE):
-            shown = (State.STARTING, action.node)
-        elif kind is ActionKind.STOP:
-            shown = (State.STOPPING, action.node)
-        else:
+        acting; the planning table already holds the outcome the plan expects. (_process marks a plan's services
+        before the planned table can be published, so clustat and luci never see an outcome before it is one.)"""
+        shown = _in_flight_state(action)
+        if shown is None:
             return
         with self.lock:
             self.in_flight[action.service] = shown
         self._publish()
 
-    def _shown(self, action: Action) -> None:
+    def _shown(self, sid: str) -> None:
         with self.lock:
-            self.in_flight.pop(action.service, None)
+            self.in_flight.pop(sid, None)
         self._publish()
 
     def _publish(self) -> None:

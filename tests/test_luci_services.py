@@ -85,6 +85,25 @@ def test_actions_are_offered_only_with_service_cmd_and_migrate_only_for_vms(clie
     assert reverse("console:service_create", args=[cluster.pk]) not in page  # no config right
 
 
+def test_a_large_table_has_no_row_forms_escapes_every_value_and_keeps_the_action_bar(client, django_user_model,
+                                                                                    cluster):
+    rows = [{"name": f"service:s{i}", "state_str": "started", "owner": "n1", "last_owner": "n2", "flags_str": "",
+             "restarts": 0} for i in range(40)]
+    rows.append({"name": 'service:<b>x"', "state_str": "failed", "owner": "<i>n3</i>", "last_owner": "",
+                 "flags_str": "frozen", "restarts": 1})
+    cluster.status = {**STATUS, "services": rows}
+    cluster.save()
+    client.force_login(user_with(django_user_model, cluster, service_cmd=True))
+    fragment = client.get(reverse("console:services_fragment", args=[cluster.pk])).content.decode()
+    assert fragment.count("<tr data-service=") == 41 and "<form" not in fragment
+    assert "<b>" not in fragment and "<i>" not in fragment and "&lt;b&gt;x&quot;" in fragment
+    assert '<span class="st st-bad">failed</span>' in fragment and '<span class="st st-warn">frozen</span>' in fragment
+    assert f'href="/clusters/{cluster.pk}/services/service:s7/"' in fragment
+    page = client.get(reverse("console:services", args=[cluster.pk])).content.decode()
+    bar = page.split('class="card service-bar"')[1].split("</form>")[0]
+    assert '<option value="service:s39">' in bar and 'name="command"' in bar and '<option value="n2">' in bar
+
+
 def test_commands_and_definition_changes_are_refused_without_the_right(client, django_user_model, cluster):
     client.force_login(user_with(django_user_model, cluster, config=True))  # config, but not service_cmd
     answer = client.post(reverse("console:service_command", args=[cluster.pk]),
