@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from html import escape  # Django's escape is this one behind a lazy-string wrapper that costs 5x per call
 from typing import Any
 from urllib.parse import quote
 
@@ -20,7 +21,6 @@ from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
-from django.utils.html import escape
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 from lxml import etree
@@ -108,15 +108,16 @@ def _table_context(cluster: Any) -> dict[str, Any]:
     status = cluster.status or {}
     rows = service_rows(status)
     row_actions = len(rows) <= ROW_ACTIONS_MAX
-    options = "".join(f'<option value="{escape(r["name"])}">{escape(r["name"])}</option>' for r in rows)
     return {"rows": rows, "members": member_names(cluster, status), "row_actions": row_actions,
-            "service_options": mark_safe(options),  # escaped above
             "rows_html": "" if row_actions else mark_safe(plain_rows_html(cluster.pk, rows))}
 
 
 @cluster_view("view")
 def tab(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
-    return render_tab(request, cluster, rights, "services", "console/services.html", **_table_context(cluster))
+    context = _table_context(cluster)
+    options = "".join(f'<option value="{escape(r["name"])}">{escape(r["name"])}</option>' for r in context["rows"])
+    return render_tab(request, cluster, rights, "services", "console/services.html",
+                      service_options=mark_safe(options), **context)  # escaped above
 
 
 @cluster_view("view")
