@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
@@ -35,6 +36,7 @@ from cluster_conf import ClusterConf
 from luci_web.clusters import configs
 from luci_web.clusters.models import Cluster, Operation
 from luci_web.console.forms import BASE_VERSION, ConfigForm
+from luci_web.console.views.common import cluster_view, render_tab
 
 
 @dataclass
@@ -95,3 +97,26 @@ def fetch_current(request: HttpRequest, cluster: Cluster) -> configs.Current | N
     except configs.ConfigUnavailable as exc:
         messages.error(request, str(exc))
         return None
+
+
+def render_page(request: HttpRequest, cluster: Cluster, rights: frozenset[str], tab: str, template: str,
+                outcome: Outcome | None = None, **context: Any) -> HttpResponse:
+    """A configuration tab, answered with the outcome's status (400, 409, 503) when it shows a refused change."""
+    response = render_tab(request, cluster, rights, tab, template, outcome=outcome, **context)
+    if outcome is not None:
+        response.status_code = outcome.status
+    return response
+
+
+def config_tab(page: Callable[..., HttpResponse], post: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The view of a configuration tab: GET shows `page` to viewers; POST needs the config right and runs `post`.
+    Both get (request, cluster, rights)."""
+    @cluster_view("view")
+    def tab(request: HttpRequest, cluster: Cluster, rights: frozenset[str]) -> HttpResponse:
+        if request.method != "POST":
+            return page(request, cluster, rights)
+        if "config" not in rights:
+            raise PermissionDenied("you may not change the cluster configuration on this cluster")
+        return post(request, cluster, rights)
+
+    return tab

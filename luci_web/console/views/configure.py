@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
@@ -16,7 +15,6 @@ from cluster_conf import ClusterConf, edit
 from cluster_conf.schema import ELEMENTS, LOGGING_KEYS
 from luci_web.console.forms import ConfigForm, attr_field
 from luci_web.console.views import config_edit
-from luci_web.console.views.common import cluster_view, render_tab
 
 MAX_HEURISTICS = 10
 LOG_DAEMONS = ("corosync", "qdiskd", "groupd", "fenced", "dlm_controld", "gfs_controld", "rgmanager")
@@ -176,7 +174,7 @@ FORMS = {"general": GeneralForm, "qdisk": QuorumDiskForm, "logging": LoggingForm
 def _page(request: HttpRequest, cluster: Any, rights: frozenset[str], *, failed: ConfigForm | None = None,
           failed_key: str = "", outcome: config_edit.Outcome | None = None) -> HttpResponse:
     current = config_edit.fetch_current(request, cluster)
-    ctx: dict[str, Any] = {"current": current, "version": None, "outcome": outcome, "forms": {}, "daemon_forms": []}
+    ctx: dict[str, Any] = {"current": current, "version": None, "forms": {}, "daemon_forms": []}
     if current is not None:
         conf, version = current.conf, current.version
         initial = _initial(conf)
@@ -190,19 +188,7 @@ def _page(request: HttpRequest, cluster: Any, rights: frozenset[str], *, failed:
                 key = f"daemon:{name}"
                 form = LoggingForm(initial=initial["daemons"].get(name, {}), version=version, prefix=f"ld-{name}")
                 ctx["daemon_forms"].append((name, failed if failed is not None and failed_key == key else form))
-    response = render_tab(request, cluster, rights, "configure", "console/configure.html", **ctx)
-    if outcome is not None:
-        response.status_code = outcome.status
-    return response
-
-
-@cluster_view("view")
-def tab(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
-    if request.method != "POST":
-        return _page(request, cluster, rights)
-    if "config" not in rights:
-        raise PermissionDenied("you may not change the cluster configuration on this cluster")
-    return _post(request, cluster, rights)
+    return config_edit.render_page(request, cluster, rights, "configure", "console/configure.html", outcome, **ctx)
 
 
 def _post(request: HttpRequest, cluster: Any, rights: frozenset[str]) -> HttpResponse:
@@ -239,6 +225,8 @@ def _post(request: HttpRequest, cluster: Any, rights: frozenset[str]) -> HttpRes
     return _page(request, cluster, rights, failed=None if outcome.conflict else form, failed_key=section,
                  outcome=outcome)
 
+
+tab = config_edit.config_tab(_page, _post)
 
 urlpatterns = [
     path("clusters/<int:pk>/configure/", tab, name="configure"),

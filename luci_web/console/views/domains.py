@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
@@ -16,7 +15,6 @@ from cluster_conf.model import view
 from cluster_conf.reports import ConfigError, error
 from luci_web.console.forms import ConfigForm, xml_unsafe
 from luci_web.console.views import config_edit
-from luci_web.console.views.common import cluster_view, render_tab
 
 
 class DomainForm(ConfigForm):
@@ -132,20 +130,8 @@ def _page(request: HttpRequest, cluster: Any, rights: frozenset[str], *, failed:
     add_form = None
     if "config" in rights and version is not None:
         add_form = failed if failed is not None and failed_key == "add" else DomainForm(nodes=nodes, version=version)
-    response = render_tab(request, cluster, rights, "domains", "console/domains.html", current=current,
-                          version=version, domains=domains, add_form=add_form, outcome=outcome)
-    if outcome is not None:
-        response.status_code = outcome.status
-    return response
-
-
-@cluster_view("view")
-def tab(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
-    if request.method != "POST":
-        return _page(request, cluster, rights)
-    if "config" not in rights:
-        raise PermissionDenied("you may not change the cluster configuration on this cluster")
-    return _post(request, cluster, rights)
+    return config_edit.render_page(request, cluster, rights, "domains", "console/domains.html", outcome,
+                                   current=current, version=version, domains=domains, add_form=add_form)
 
 
 def _post(request: HttpRequest, cluster: Any, rights: frozenset[str]) -> HttpResponse:
@@ -196,6 +182,8 @@ def _nodes_in_post(request: HttpRequest, prefix: str | None) -> list[str]:
                     names.append(node)
     return names
 
+
+tab = config_edit.config_tab(_page, _post)
 
 urlpatterns = [
     path("clusters/<int:pk>/domains/", tab, name="domains"),

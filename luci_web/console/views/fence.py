@@ -8,7 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
@@ -19,7 +18,6 @@ from luci_web.clusters import fence_metadata
 from luci_web.clusters.fence_metadata import AgentForm, FenceParam
 from luci_web.console.forms import SECRET_MASK, ConfigForm, parse_pairs, secret_field, xml_safe
 from luci_web.console.views import config_edit
-from luci_web.console.views.common import cluster_view, render_tab
 
 
 def metadata_field(param: FenceParam) -> forms.Field:
@@ -135,22 +133,9 @@ def _page(request: HttpRequest, cluster: Any, rights: frozenset[str], *, failed:
     if can_edit and version is not None and fence_metadata.valid_agent_name(add_agent):
         add_form = failed if failed is not None and failed_key == "add" else FenceDeviceForm(
             agent=fence_metadata.agent_form(add_agent), version=version)
-    response = render_tab(
-        request, cluster, rights, "fence", "console/fence.html", current=current, version=version, rows=rows,
-        add_form=add_form, add_agent=add_agent, agents=fence_metadata.installed_agents() if can_edit else [],
-        outcome=outcome)
-    if outcome is not None:
-        response.status_code = outcome.status
-    return response
-
-
-@cluster_view("view")
-def tab(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
-    if request.method != "POST":
-        return _page(request, cluster, rights)
-    if "config" not in rights:
-        raise PermissionDenied("you may not change the cluster configuration on this cluster")
-    return _post(request, cluster, rights)
+    return config_edit.render_page(
+        request, cluster, rights, "fence", "console/fence.html", outcome, current=current, version=version, rows=rows,
+        add_form=add_form, add_agent=add_agent, agents=fence_metadata.installed_agents() if can_edit else [])
 
 
 def _bad(request: HttpRequest, cluster: Any, rights: frozenset[str], why: str) -> HttpResponse:
@@ -198,6 +183,8 @@ def _post(request: HttpRequest, cluster: Any, rights: frozenset[str]) -> HttpRes
     return _page(request, cluster, rights, failed=None if outcome.conflict else form, failed_key=failed_key,
                  outcome=outcome)
 
+
+tab = config_edit.config_tab(_page, _post)
 
 urlpatterns = [
     path("clusters/<int:pk>/fence/", tab, name="fence"),

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from django import forms
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
@@ -18,7 +17,6 @@ from cluster_conf.model import view
 from cluster_conf.schema import RESOURCE_TYPES, ResourceType, is_secret
 from luci_web.console.forms import SECRET_MASK, ConfigForm, param_field, parse_pairs
 from luci_web.console.views import config_edit
-from luci_web.console.views.common import cluster_view, render_tab
 
 # Types that can be defined as global resources (service and vm are top-level, not resources).
 GLOBAL_TYPES = sorted(name for name, rt in RESOURCE_TYPES.items() if not rt.top_level)
@@ -121,21 +119,9 @@ def _page(request: HttpRequest, cluster: Any, rights: frozenset[str], *, failed:
     if can_edit and version is not None and add_type in GLOBAL_TYPES:
         add_form = failed if failed is not None and failed_key == "add" else ResourceForm(rtype=add_type,
                                                                                           version=version)
-    response = render_tab(request, cluster, rights, "resources", "console/resources.html", current=current,
-                          version=version, rows=rows, add_form=add_form, add_type=add_type, types=GLOBAL_TYPES,
-                          outcome=outcome)
-    if outcome is not None:
-        response.status_code = outcome.status
-    return response
-
-
-@cluster_view("view")
-def tab(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
-    if request.method != "POST":
-        return _page(request, cluster, rights)
-    if "config" not in rights:
-        raise PermissionDenied("you may not change the cluster configuration on this cluster")
-    return _post(request, cluster, rights)
+    return config_edit.render_page(request, cluster, rights, "resources", "console/resources.html", outcome,
+                                   current=current, version=version, rows=rows, add_form=add_form,
+                                   add_type=add_type, types=GLOBAL_TYPES)
 
 
 def _bad(request: HttpRequest, cluster: Any, rights: frozenset[str], why: str) -> HttpResponse:
@@ -188,6 +174,8 @@ def _old_extra(request: HttpRequest, prefix: str | None) -> list[str]:
     raw = request.POST.get((prefix + "-" if prefix else "") + "extra_names", "")
     return [n for n in raw.split() if n]
 
+
+tab = config_edit.config_tab(_page, _post)
 
 urlpatterns = [
     path("clusters/<int:pk>/resources/", tab, name="resources"),
