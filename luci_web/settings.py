@@ -28,12 +28,16 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "django_celery_results",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "luci_web",
     "luci_web.access",
     "luci_web.audit",
     "luci_web.clusters",
     "luci_web.live",
     "luci_web.console",
+    "luci_web.api",
 ]
 
 MIDDLEWARE = [
@@ -154,6 +158,36 @@ if LUCI_TLS:
     SECURE_HSTS_SECONDS = 2 * 365 * 24 * 3600
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = os.environ.get("LUCI_SSL_REDIRECT", "1") == "1"
+# -- the REST API (docs/api.md): tokens or the console's session (CSRF enforced), problem+json errors ----------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["luci_web.api.authentication.BearerToken",
+                                       "rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["luci_web.api.permissions.RouteRight"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "luci_web.api.problems.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "luci REST API",
+    "DESCRIPTION": "Everything the luci console does, for scripts. Errors are RFC 9457 problem details "
+                   "(application/problem+json). docs/api.md walks through it.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "luci_web.api.problems.document_problems"],
+    "SECURITY": [{"bearerAuth": []}, {"cookieAuth": []}],
+    "APPEND_COMPONENTS": {"securitySchemes": {
+        "bearerAuth": {"type": "http", "scheme": "bearer", "description": "an API token: luci_<prefix>_<secret>"},
+        "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "sessionid"}}},
+    "AUTHENTICATION_WHITELIST": [],
+}
+
 LOGIN_ATTEMPTS = 5  # failures per user name and per client address ...
 LOGIN_WINDOW = 300  # ... within this many seconds before logins are refused for the rest of the window
 

@@ -188,7 +188,7 @@ def test_every_console_url_is_classified() -> None:
     missing = sorted(set(names) - set(URL_RIGHTS))
     assert not missing, ("console routes missing from luci_web.access.rights.URL_RIGHTS (classify each: the right "
                          f"GET needs, then ':' and the right POST needs if different): {missing}")
-    stale = sorted(set(URL_RIGHTS) - set(names))
+    stale = sorted({n for n in URL_RIGHTS if not n.startswith("api:")} - set(names))  # the API's: test_api_access
     assert not stale, f"URL_RIGHTS names routes the console no longer has: {stale}"
 
 

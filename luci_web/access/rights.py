@@ -124,11 +124,30 @@ URL_RIGHTS: dict[str, str] = {
     "nodes_action": "node_cmd",
     # membership
     "node_add": "membership", "node_delete": "membership",
+    # -- the REST API (luci_web.api; route names in the "api" namespace). Every write method of a route (POST,
+    # PUT, PATCH, DELETE) needs the right after the colon. tests/test_api_access.py walks these as the console's
+    # matrix walks the console's; a cluster the user may not view answers 404 there (not 403).
+    "api:schema": LOGIN, "api:docs": LOGIN,
+    "api:cluster_list": "login:create_clusters", "api:cluster_import": "import_clusters",
+    "api:cluster_detail": "view:remove", "api:cluster_status": "view",
+    "api:node_list": "view:membership", "api:node_detail": "view:membership", "api:node_action": "node_cmd",
+    "api:service_list": "view:config", "api:service_detail": "view:config", "api:service_action": "service_cmd",
+    "api:domain_list": "view:config", "api:domain_detail": "view:config",
+    "api:fence_device_list": "view:config", "api:fence_device_detail": "view:config",
+    "api:resource_list": "view:config", "api:resource_detail": "view:config",
+    "api:settings": "view:config",
+    "api:config": "view:config", "api:history_list": "view", "api:history_version": "view",
+    "api:history_diff": "view", "api:history_rollback": "config",
+    "api:whatif": "view",  # a POST that changes nothing: the engine's plan for a scenario
+    "api:events": "view", "api:fence_history": "view",
+    # tasks: shown to their author and to the viewers of their cluster; tokens: each user's own
+    "api:task_list": LOGIN, "api:task_detail": LOGIN, "api:token_list": LOGIN, "api:token_detail": LOGIN,
 }
 
 
 def url_right(name: str, method: str = "GET") -> str:
-    """The right that `method` on the console route `name` needs (KeyError for an unclassified route)."""
+    """The right that `method` on the route `name` needs (KeyError for an unclassified route): the right before the
+    colon for reading (GET, HEAD, OPTIONS), the one after it (or the only one) for every other method."""
     spec = URL_RIGHTS[name]
     get_right, _, post_right = spec.partition(":")
     return get_right if method in ("GET", "HEAD", "OPTIONS") else (post_right or get_right)

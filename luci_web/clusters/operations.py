@@ -16,6 +16,30 @@ def as_dict(op: Operation) -> dict[str, Any]:
             "finished_at": op.finished_at.isoformat() if op.finished_at else None}
 
 
+def may_see(user: Any, op: Operation) -> bool:
+    """An operation is shown to its author, to administrators and to the viewers of its cluster."""
+    from luci_web.access.rights import can
+
+    if not (getattr(user, "is_authenticated", False) and user.is_active):
+        return False
+    if op.user_id == user.pk or user.is_superuser:
+        return True
+    return op.cluster_id is not None and can(user, op.cluster_id, "view")
+
+
+def visible(user: Any):  # type: ignore[no-untyped-def]
+    """The operations `user` may see (may_see's rule), newest first, as a queryset."""
+    from django.db.models import Q
+
+    from luci_web.access.rights import visible_clusters
+
+    if not (getattr(user, "is_authenticated", False) and user.is_active):
+        return Operation.objects.none()
+    if user.is_superuser:
+        return Operation.objects.all()
+    return Operation.objects.filter(Q(user=user) | Q(cluster__in=visible_clusters(user)))
+
+
 def start(user: Any, kind: str, cluster: Any = None, nodes: list[str] | None = None) -> Operation:
     """A pending operation, each node in `nodes` "waiting"."""
     return Operation.objects.create(

@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 
 from luci_web.access.rights import can
 from luci_web.clusters.models import Cluster, Operation
+from luci_web.clusters.operations import may_see
 from luci_web.live.publish import OVERVIEW, cluster_group, operation_group
 
 RECHECK_SECONDS = 5.0  # at most one database check per socket in this time, however many messages arrive
@@ -91,10 +92,7 @@ class ClusterConsumer(_Subscription):
 class OperationConsumer(_Subscription):
     def permitted(self, user: Any) -> bool:
         op = Operation.objects.select_related("cluster").filter(pk=self.scope["url_route"]["kwargs"]["op_id"]).first()
-        if op is None:
-            return False
-        mine = op.user_id == user.pk or user.is_superuser
-        return mine or (op.cluster is not None and can(user, op.cluster, "view"))
+        return op is not None and may_see(user, op)
 
     def stream_group(self) -> str:
         return operation_group(self.scope["url_route"]["kwargs"]["op_id"])

@@ -9,9 +9,9 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path
 
-from luci_web.access.rights import can, has_global, visible_clusters
+from luci_web.access.rights import has_global, visible_clusters
 from luci_web.clusters.models import Operation
-from luci_web.clusters.operations import as_dict
+from luci_web.clusters.operations import as_dict, may_see
 from luci_web.clusters.status import summary
 from luci_web.console.views.common import cluster_view, tab_context
 
@@ -54,8 +54,7 @@ def _visible_operation(request: HttpRequest, op_id) -> Operation:  # type: ignor
     if not request.user.is_authenticated:
         raise Http404
     op = get_object_or_404(Operation.objects.select_related("cluster"), pk=op_id)
-    mine = op.user_id == request.user.pk
-    if not (mine or request.user.is_superuser or (op.cluster is not None and can(request.user, op.cluster, "view"))):
+    if not may_see(request.user, op):
         raise Http404
     return op
 
