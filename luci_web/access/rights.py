@@ -107,6 +107,8 @@ URL_RIGHTS: dict[str, str] = {
     # users, permissions and the audit log
     "users": "administrator", "user_add": "administrator", "user_edit": "administrator",
     "user_delete": "administrator", "user_password": "administrator", "audit": "administrator",
+    # each user's own API tokens (make one, revoke one)
+    "tokens": LOGIN, "token_revoke": LOGIN,
     # cluster pages: the tabs and the fragments the live script re-fetches (viewing)
     "cluster": "view", "cluster_head": "view",
     "nodes": "view", "nodes_fragment": "view", "services": "view", "services_fragment": "view",
@@ -142,6 +144,7 @@ URL_RIGHTS: dict[str, str] = {
     "api:events": "view", "api:fence_history": "view",
     # tasks: shown to their author and to the viewers of their cluster; tokens: each user's own
     "api:task_list": LOGIN, "api:task_detail": LOGIN, "api:token_list": LOGIN, "api:token_detail": LOGIN,
+    "api:unknown": PUBLIC,  # any other path under /api/: a 404 problem, which tells nothing
 }
 
 
