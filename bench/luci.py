@@ -36,7 +36,7 @@ def synthetic_status(nodes: int, services: int) -> dict:
         state = "started" if i % 50 else "failed"
         rows.append({"name": f"service:svc{i:04d}", "state": 112 if state == "started" else 119,
                      "state_str": state, "flags": 0, "flags_str": "", "owner": names[i % nodes],
-                     "last_owner": names[(i + 1) % nodes], "restarts": i % 3})
+                     "last_owner": names[(i + 1) % nodes], "restarts": i % 3, "last_transition": None})
     return {"cluster": {"name": "big", "id": 4242, "generation": 16001}, "quorum": {"quorate": True,
             "groupmember": True}, "rgmanager": "running", "members": members, "services": rows,
             "reported_by": "node1", "at": time.time(), "config_version": 7, "drift": False, "edited_locally": [],

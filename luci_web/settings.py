@@ -179,6 +179,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "SWAGGER_UI_SETTINGS": {"validatorUrl": None},  # never ask validator.swagger.io (and the CSP forbids it)
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "luci_web.api.problems.document_problems"],
     "SECURITY": [{"bearerAuth": []}, {"cookieAuth": []}],
@@ -186,6 +187,7 @@ SPECTACULAR_SETTINGS = {
         "bearerAuth": {"type": "http", "scheme": "bearer", "description": "an API token: luci_<prefix>_<secret>"},
         "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "sessionid"}}},
     "AUTHENTICATION_WHITELIST": [],
+    "ENUM_NAME_OVERRIDES": {"MemberStateEnum": ["online", "offline", "unknown"]},
 }
 
 LOGIN_ATTEMPTS = 5  # failures per user name and per client address ...

@@ -27,6 +27,7 @@ from luci_web.audit.models import AuditEntry
 from luci_web.celery import app
 from luci_web.clusters import gateway, node_tasks, operations
 from luci_web.clusters.models import Cluster, Node, Operation
+from luci_web.clusters.values import whole_number
 from luci_web.console import forms as console_forms
 from luci_web.console.views import configure, domains, nodes, resources
 from luci_web.console.views import services as sv
@@ -113,10 +114,10 @@ def test_a_control_character_posted_to_a_tab_is_a_400_with_the_field_error(clien
 
 # -- H2: ASCII digits only --------------------------------------------------------------------------------------
 def test_the_strict_number_parser_takes_ascii_digits_in_range_only() -> None:
-    assert console_forms.whole_number(" 42 ", 0, 100) == 42
+    assert whole_number(" 42 ", 0, 100) == 42
     for bad in ("²", "٣", "1²", "", "-1", "101", "1e2", "9" * 20):
         with pytest.raises(ValueError, match="a whole number from 0 to 100"):
-            console_forms.whole_number(bad, 0, 100)
+            whole_number(bad, 0, 100)
 
 
 def test_unicode_digits_are_a_form_error_in_services_and_node_add() -> None:

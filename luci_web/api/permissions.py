@@ -39,7 +39,8 @@ class RouteRight(BasePermission):
         name = view.kwargs.get("cluster")
         from luci_web.clusters.models import Cluster
 
-        cluster = Cluster.objects.filter(name=name).first() if isinstance(name, str) else None
+        # status (up to 140 KB of JSON) is loaded only by the views that read it
+        cluster = Cluster.objects.defer("status").filter(name=name).first() if isinstance(name, str) else None
         rights = cluster_rights(user, cluster) if cluster is not None else frozenset()
         if "view" not in rights:
             raise not_found(f"no cluster named {str(name)[:64]!r} that you may view")

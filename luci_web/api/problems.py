@@ -17,15 +17,15 @@ answer (401, 403, 404, 406; 400 and 415 for operations that take a body or param
 """
 from __future__ import annotations
 
+import json
 import logging
 from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
-from rest_framework.response import Response
 
 from luci_web.clusters import configs
 
@@ -64,16 +64,16 @@ _DRF_CODES: list[tuple[type[Exception], str]] = [
 
 
 def _from_config_error(exc: Exception) -> Problem | None:
-    """configs' refusals: 412 (moved on), 422 (invalid; 404/409 when the one report names a missing or existing
-    item), 503 (no node answered, queue down)."""
+    """configs' refusals: 412 (moved on), 422 (invalid; 404/409 when the edit itself was refused because the item
+    it names is missing or exists already), 503 (no node answered, queue down)."""
     if isinstance(exc, configs.ConfigConflict):
         return Problem(412, "CONFIG_CONFLICT", str(exc), base_version=exc.base, current_version=exc.current,
                        diff=exc.diff_text)
     if isinstance(exc, configs.ConfigRejected):
         reports = exc.reports
-        if len(reports) == 1 and str(reports[0].get("code", "")).endswith("_NOT_FOUND"):
+        if exc.in_edit and len(reports) == 1 and str(reports[0].get("code", "")).endswith("_NOT_FOUND"):
             return Problem(404, reports[0]["code"], reports[0].get("message") or str(exc), reports=reports)
-        if len(reports) == 1 and str(reports[0].get("code", "")).endswith(("_EXISTS", "_IN_USE")):
+        if exc.in_edit and len(reports) == 1 and str(reports[0].get("code", "")).endswith(("_EXISTS", "_IN_USE")):
             return Problem(409, reports[0]["code"], reports[0].get("message") or str(exc), reports=reports)
         code = "INVALID_CONFIG" if reports else "BAD_VALUE"
         return Problem(422, code, str(exc), reports=reports)
@@ -87,6 +87,8 @@ def _from_config_error(exc: Exception) -> Problem | None:
 def as_problem(exc: Exception) -> Problem | None:
     if isinstance(exc, Problem):
         return exc
+    if isinstance(exc, RecursionError):  # json's decoder on a body nested thousands deep (DRF catches ValueError)
+        return Problem(400, "PARSE_ERROR", "the JSON body is nested too deeply")
     if isinstance(exc, Http404):
         return Problem(404, "NOT_FOUND", "not found")
     if isinstance(exc, DjangoPermissionDenied):
@@ -128,7 +130,7 @@ def problem_body(problem: Problem, instance: str) -> dict[str, Any]:
     return body
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
     """DRF's EXCEPTION_HANDLER: every error as application/problem+json; an unexpected one is logged (its kind
     only: its text may hold a value the user typed) and answered 500 without detail."""
     request = context.get("request")
@@ -137,7 +139,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if problem is None:
         log.exception("API error in %s: %s", instance, type(exc).__name__)
         problem = Problem(500, "INTERNAL_ERROR", "internal error: the administrator can find it in luci's log")
-    response = Response(problem_body(problem, instance), status=problem.status_code, content_type=MEDIA_TYPE)
+    # a plain HttpResponse, not DRF's Response: a problem is JSON whatever renderer the view negotiated (the
+    # Swagger page's is HTML; a 406 has no acceptable renderer at all)
+    body = json.dumps(problem_body(problem, instance), ensure_ascii=False, default=str)
+    response = HttpResponse(body.encode(), status=problem.status_code, content_type=MEDIA_TYPE)
     if isinstance(exc, exceptions.APIException):
         if getattr(exc, "auth_header", None):
             response["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
@@ -164,6 +169,10 @@ class ProblemSerializer(serializers.Serializer):
     diff = serializers.CharField(required=False, help_text="412: what changed since base_version")
     rg_code = serializers.IntegerField(required=False, help_text="service commands: rgmanager's RG code")
     rg_text = serializers.CharField(required=False)
+    owner = serializers.CharField(required=False, allow_null=True, help_text="service commands: where it runs")
+    node = serializers.CharField(required=False, allow_null=True, help_text="service commands: the node asked")
+    fingerprints = serializers.DictField(child=serializers.CharField(), required=False,
+                                         help_text="409 on create/import: address -> the host key it offers")
 
 
 DESCRIPTIONS = {

@@ -2,7 +2,7 @@
 form at /api/docs/, and the resources under /api/v1/. Each area's views module holds its own urlpatterns, and
 every route's right is in luci_web.access.rights.URL_RIGHTS under "api:<name>"."""
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularAPIView
 
 from luci_web.api.permissions import RouteRight
 from luci_web.api.views import (
@@ -17,8 +17,10 @@ from luci_web.api.views import (
     settings,
     tasks,
     tokens,
+    unknown,
     whatif,
 )
+from luci_web.api.views.docs import SwaggerDocs
 
 app_name = "api"
 
@@ -30,7 +32,7 @@ v1 = [
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(permission_classes=[RouteRight]), name="schema"),
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api:schema", permission_classes=[RouteRight]),
-         name="docs"),
+    path("docs/", SwaggerDocs.as_view(url_name="api:schema", permission_classes=[RouteRight]), name="docs"),
     path("v1/", include(v1)),
+    *unknown.urlpatterns,  # last: any other path under /api/ is a 404 problem
 ]

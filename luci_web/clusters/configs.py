@@ -157,11 +157,13 @@ class ConfigConflict(Exception):
 
 
 class ConfigRejected(Exception):
-    """The edit itself was refused (one line) or the result does not validate (`reports`, errors first)."""
+    """The edit itself was refused (one line; `in_edit`: the edit raised it, e.g. no such domain) or the result
+    does not validate (`reports`, errors first)."""
 
-    def __init__(self, message: str, reports: list[dict[str, Any]] | None = None) -> None:
+    def __init__(self, message: str, reports: list[dict[str, Any]] | None = None, *, in_edit: bool = False) -> None:
         super().__init__(message)
         self.reports = reports or []
+        self.in_edit = in_edit
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,7 @@ def prepare(cluster: Cluster, base_version: int | None, edit: Callable[[ClusterC
         with conf.transaction():
             edit(conf)
     except ConfigError as exc:
-        raise ConfigRejected(exc.report.message, [exc.report.to_dict()]) from None
+        raise ConfigRejected(exc.report.message, [exc.report.to_dict()], in_edit=True) from None
     except ValueError as exc:  # lxml refuses a string XML cannot hold (control characters), e.g. in element.set()
         if "XML compatible" in str(exc) or "control char" in str(exc):
             raise ConfigRejected(CONTROL_CHARACTERS) from None

@@ -12,6 +12,7 @@ from luci_web.console.views import (
     resources,
     services,
     session,
+    tokens,
     users,
     whatif,
 )
@@ -21,4 +22,5 @@ urlpatterns = [
     *session.urlpatterns, *overview.urlpatterns, *registry.urlpatterns, *users.urlpatterns,
     *nodes.urlpatterns, *fence.urlpatterns, *domains.urlpatterns, *resources.urlpatterns, *services.urlpatterns,
     *configure.urlpatterns, *history.urlpatterns, *events.urlpatterns, *whatif.urlpatterns, *logs.urlpatterns,
+    *tokens.urlpatterns,
 ]

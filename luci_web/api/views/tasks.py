@@ -4,6 +4,7 @@ to the viewers of its cluster (the console's operation pages follow the same rul
 from __future__ import annotations
 
 from django.urls import path
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -39,7 +40,8 @@ class TaskList(ApiView):
 
 
 class TaskDetail(ApiView):
-    @extend_schema(operation_id="tasks_retrieve", responses={200: TaskSerializer}, summary="One task")
+    @extend_schema(operation_id="tasks_retrieve", responses={200: TaskSerializer}, summary="One task",
+                   parameters=[OpenApiParameter("task", OpenApiTypes.UUID, OpenApiParameter.PATH)])
     def get(self, request: Request, task: str) -> Response:
         op = Operation.objects.select_related("cluster").filter(pk=task).first()
         if op is None or not operations.may_see(request.user, op):

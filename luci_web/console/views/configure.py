@@ -4,15 +4,15 @@ Disk (device or label, interval, tko, votes, min_score, up to 10 heuristics) and
 Each section is its own form with its own base_version; every change goes through config_edit.run_change."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from cluster_conf import ClusterConf, edit
+from cluster_conf import ClusterConf
 from cluster_conf.schema import ELEMENTS, LOGGING_KEYS
+from luci_web.clusters.edits.settings import set_general, set_logging, set_logging_daemon, set_quorum_disk
 from luci_web.console.forms import ConfigForm, attr_field
 from luci_web.console.views import config_edit
 
@@ -89,58 +89,6 @@ class LoggingForm(ConfigForm):
 
 def _qdisk_aliases() -> dict[str, str]:
     return {"heuristic": "h0_program", "heuristics": "h0_program"}
-
-
-# -- edit functions ------------------------------------------------------------------------------------------
-def set_general(sections: dict[str, dict[str, str | None]], multicast: str | None) -> Callable[[ClusterConf], None]:
-    def apply(conf: ClusterConf) -> None:
-        for section, attrs in sections.items():
-            if conf.section(section) is not None or any(v is not None for v in attrs.values()):
-                edit.set_section_attrs(conf, section, attrs)
-        edit.set_multicast(conf, multicast)
-    return apply
-
-
-def set_quorum_disk(attrs: dict[str, str | None], heuristics: list[dict[str, str]]) -> Callable[[ClusterConf], None]:
-    """quorumd attributes; heuristics kept by program (their other attributes stay), dropped ones removed, new
-    ones appended."""
-    def apply(conf: ClusterConf) -> None:
-        quorumd = edit.set_section_attrs(conf, "quorumd", attrs)
-        wanted = {h["program"]: h for h in heuristics}
-        for element in [e for e in quorumd if e.tag == "heuristic"]:
-            if element.get("program") not in wanted:
-                edit.remove_heuristic(conf, element.get("program", ""))
-        present = {e.get("program"): e for e in quorumd if e.tag == "heuristic"}
-        for program, h in wanted.items():
-            element = present.get(program)
-            if element is None:
-                element = edit.add_heuristic(conf, program)
-            for attr in ("score", "interval", "tko"):
-                if h[attr]:
-                    element.set(attr, h[attr])
-                else:
-                    element.attrib.pop(attr, None)
-        conf.mark_edited()
-    return apply
-
-
-def set_logging(attrs: dict[str, str | None]) -> Callable[[ClusterConf], None]:
-    def apply(conf: ClusterConf) -> None:
-        edit.set_section_attrs(conf, "logging", attrs)
-    return apply
-
-
-def set_logging_daemon(name: str, attrs: dict[str, str | None]) -> Callable[[ClusterConf], None]:
-    """Per-daemon settings; all blank removes the daemon's <logging_daemon> (the global settings apply)."""
-    def apply(conf: ClusterConf) -> None:
-        logging = conf.section("logging")
-        exists = logging is not None and any(e.tag == "logging_daemon" and e.get("name") == name for e in logging)
-        if all(v is None for v in attrs.values()):
-            if exists:
-                edit.remove_logging_daemon(conf, name)
-            return
-        edit.set_logging_daemon(conf, name, attrs)
-    return apply
 
 
 # -- views ---------------------------------------------------------------------------------------------------

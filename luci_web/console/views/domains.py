@@ -3,17 +3,16 @@ nofailback, members with priorities) and, for users with the config right, forms
 Every change goes through config_edit.run_change (one version bump, optimistic concurrency)."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from cluster_conf import ClusterConf, edit
 from cluster_conf.model import view
-from cluster_conf.reports import ConfigError, error
-from luci_web.console.forms import ConfigForm, xml_unsafe
+from luci_web.clusters.edits.domains import add_domain, delete_domain, update_domain
+from luci_web.clusters.values import xml_unsafe
+from luci_web.console.forms import ConfigForm
 from luci_web.console.views import config_edit
 
 
@@ -64,50 +63,6 @@ def domain_initial(domain: Any) -> dict[str, Any]:
         initial[f"member_{member.name}"] = True
         initial[f"priority_{member.name}"] = member.priority
     return initial
-
-
-# -- edit functions (pure: form data in, cluster_conf.edit calls out) ----------------------------------------
-def add_domain(name: str, ordered: bool, restricted: bool, nofailback: bool,
-               members: list[tuple[str, int | None]]) -> Callable[[ClusterConf], None]:
-    def apply(conf: ClusterConf) -> None:
-        edit.add_domain(conf, name, ordered=ordered, restricted=restricted, nofailback=nofailback,
-                        members=members)
-    return apply
-
-
-def update_domain(name: str, ordered: bool, restricted: bool, nofailback: bool,
-                  members: list[tuple[str, int | None]]) -> Callable[[ClusterConf], None]:
-    """Flags set; members not wanted removed, new ones appended, priorities of kept ones set in place (so a
-    member's unknown attributes stay)."""
-    def apply(conf: ClusterConf) -> None:
-        edit.set_domain_attrs(conf, name, ordered=ordered, restricted=restricted, nofailback=nofailback)
-        element = edit.find_domain(conf, name)
-        assert element is not None
-        wanted = dict(members)
-        present = {m.get("name"): m for m in element if m.tag == "failoverdomainnode"}
-        for node in present:
-            if node not in wanted:
-                edit.remove_domain_node(conf, name, node)
-        for node, priority in members:
-            if node not in present:
-                edit.add_domain_node(conf, name, node, priority)
-                continue
-            current = present[node].get("priority")
-            if priority is None and current is not None:
-                del present[node].attrib["priority"]
-            elif priority is not None and current != str(priority):
-                if not 1 <= priority <= 100:
-                    raise ConfigError(error(
-                        "BAD_ARGUMENT", f"priority must be between 1 and 100, not {priority}"), conf.source)
-                present[node].set("priority", str(priority))
-        conf.mark_edited()
-    return apply
-
-
-def delete_domain(name: str) -> Callable[[ClusterConf], None]:
-    def apply(conf: ClusterConf) -> None:
-        edit.remove_domain(conf, name)
-    return apply
 
 
 # -- views ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ the latest transitions, and fencing (cman's fence states on an answering node, a
 through ricci's `fence.history`). The timeline and the transitions are a live fragment (console/_events.html)."""
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -12,7 +11,9 @@ from django.urls import path
 from django.utils import timezone
 
 from luci_web.audit.log import mask_text
-from luci_web.clusters import configs, gateway, timeline
+from luci_web.clusters import configs, timeline
+from luci_web.clusters.fence_history import fence_history
+from luci_web.clusters.fence_history import when_of as _when
 from luci_web.clusters.models import ServiceEvent
 from luci_web.console.views.common import cluster_view, render_tab
 
@@ -65,49 +66,12 @@ def fence_states(cluster) -> tuple[list[dict[str, Any]], str]:  # type: ignore[n
     return rows, ""
 
 
-def fence_history(cluster, age: int) -> tuple[list[dict[str, Any]], list[str]]:  # type: ignore[no-untyped-def]
-    """Every node's fence history (ricci `fence.history`: what `cman_tool fence --history` prints) over `age`
-    seconds, merged (an entry every member recorded shows once, with the nodes that recorded it), newest first;
-    and the nodes that did not answer."""
-    nodes = list(cluster.nodes.all())
-    answers = gateway.fan_out(nodes, "fence.history", {"limit": 200}, timeout=gateway.STATUS_TIMEOUT * 2) \
-        if nodes else {}
-    since = timezone.now().timestamp() - age
-    merged: dict[tuple, dict[str, Any]] = {}
-    silent = []
-    for name, answer in answers.items():
-        if not answer.ok:
-            silent.append(name)
-            continue
-        for entry in (answer.result or {}).get("entries") or []:
-            when = entry.get("time")
-            if not isinstance(when, (int, float)) or when < since:
-                continue
-            key = (round(float(when), 1), entry.get("node"), entry.get("action"), entry.get("status"))
-            row = merged.setdefault(key, {
-                "when": _when(when), "time": float(when), "victim": str(entry.get("node") or ""),
-                "action": str(entry.get("action") or ""), "status": str(entry.get("status") or ""),
-                "actor": str(entry.get("actor") or ""),
-                "how": " ".join(f"{k} {entry[k]}" for k in ("method", "device", "agent") if entry.get(k)),
-                "msg": mask_text(str(entry.get("message") or "")), "recorded_on": []})
-            row["recorded_on"].append(name)
-    lines = sorted(merged.values(), key=lambda e: e["time"], reverse=True)
-    return lines, sorted(silent)
-
-
-def _when(value: Any) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(float(value), tz=UTC) if value else None
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
-
-
 @cluster_view("view")
 def tab(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[no-untyped-def]
     context = events_context(cluster, request.GET.get("window"))
     fencing, fencing_note = fence_states(cluster)
     age = int(timeline.WINDOWS[context["window"]][1].total_seconds())
-    fence_lines, silent = fence_history(cluster, age)
+    fence_lines, silent = fence_history(cluster, timezone.now().timestamp() - age)
     return render_tab(request, cluster, rights, "events", "console/events.html", fencing=fencing,
                       fencing_note=fencing_note, fence_lines=fence_lines, silent=silent, **context)
 

@@ -4,17 +4,16 @@ agent's form comes from its `-o metadata` (luci_web.clusters.fence_metadata); an
 Password fields are write-only: never rendered with a value, and empty keeps the current one."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from cluster_conf import ClusterConf, edit
 from cluster_conf.model import view
 from cluster_conf.schema import is_secret
 from luci_web.clusters import fence_metadata
+from luci_web.clusters.edits.fence_devices import add_device, delete_device, update_device
 from luci_web.clusters.fence_metadata import AgentForm, FenceParam
 from luci_web.console.forms import SECRET_MASK, ConfigForm, parse_pairs, secret_field, xml_safe
 from luci_web.console.views import config_edit
@@ -85,26 +84,6 @@ def device_initial(name: str, params: dict[str, str], agent: AgentForm) -> dict[
 
 def masked(params: dict[str, str]) -> list[tuple[str, str]]:
     return [(k, SECRET_MASK if is_secret(k) else v) for k, v in params.items()]
-
-
-# -- edit functions ------------------------------------------------------------------------------------------
-def add_device(name: str, agent: str, params: dict[str, str | None]) -> Callable[[ClusterConf], None]:
-    def apply(conf: ClusterConf) -> None:
-        edit.add_fence_device(conf, name, agent, {k: v for k, v in params.items() if v is not None})
-    return apply
-
-
-def update_device(name: str, params: dict[str, str | None], dropped: list[str]) -> Callable[[ClusterConf], None]:
-    """Set the parameters; `dropped`: extra parameters the user deleted from the key=value lines."""
-    def apply(conf: ClusterConf) -> None:
-        edit.set_fence_device_attrs(conf, name, {**{d: None for d in dropped}, **params})
-    return apply
-
-
-def delete_device(name: str) -> Callable[[ClusterConf], None]:
-    def apply(conf: ClusterConf) -> None:
-        edit.remove_fence_device(conf, name)
-    return apply
 
 
 # -- views ---------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ leave, reboot and fence a node, or start and stop the whole cluster (node_cmd); 
 page shows live."""
 from __future__ import annotations
 
-import re
 import secrets
 from typing import Any
 
@@ -14,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import path
 from django.views.decorators.http import require_POST
 
-from cluster_conf import ClusterConf, edit, model
+from cluster_conf import ClusterConf, model
 from cluster_conf.schema import is_secret
 from luci_web.audit.log import record
 from luci_web.clusters import gateway, operations
@@ -26,16 +25,22 @@ from luci_web.clusters.configs import (
     fetch,
     prepare,
 )
+from luci_web.clusters.edits.nodes import (
+    ADDRESS,
+    DEFAULT_PORT,
+    NODE_NAME,
+    action_problem,
+    add_node_edit,
+    node_rows,
+    remove_node_edit,
+)
 from luci_web.clusters.models import Cluster
-from luci_web.clusters.node_tasks import MANY_ACTIONS, NODE_ACTIONS, node_action, node_add, node_delete, nodes_action
+from luci_web.clusters.node_tasks import MANY_ACTIONS, node_action, node_add, node_delete, nodes_action
 from luci_web.clusters.tasks import enqueue
-from luci_web.console.forms import whole_number
+from luci_web.clusters.values import whole_number
 from luci_web.console.views.common import cluster_view, render_tab, tab_context
 from ricci_agent.protocol import RicciError
 
-DEFAULT_PORT = 11111
-NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
-ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]{0,254}")
 ADD_SESSION_KEY = "luci-node-add"  # {token: probed node}: each probe's own entry
 MAX_PENDING = 8  # probes kept awaiting confirmation per session (the oldest go first)
 STALE_PAGE = "the page does not say which configuration version it was made from; reload the page"
@@ -43,32 +48,6 @@ NODE_BUTTONS = [("join", "Join"), ("leave", "Leave"), ("reboot", "Reboot"), ("fe
 
 
 # -- what the tab shows -------------------------------------------------------------------------------------
-def node_rows(cluster: Cluster) -> list[dict[str, Any]]:
-    """One row per node: the status's member rows (clustat's, with state online/offline/unknown), with luci's
-    agent address; nodes luci knows that no status named yet come last, state unknown."""
-    status = cluster.status or {}
-    agents = {n.name: n for n in cluster.nodes.all()}
-    cluster_version = status.get("config_version")
-    rows = []
-    for member in status.get("members") or []:
-        if member.get("qdisk"):
-            continue
-        version = member.get("config_version")
-        agent = agents.pop(member.get("name"), None)
-        rows.append({
-            "name": member.get("name"), "nodeid": member.get("nodeid"), "state": member.get("state") or "unknown",
-            "member": bool(member.get("online")), "rgmanager": bool(member.get("rgmanager")),
-            "master": bool(member.get("master")), "config_version": version,
-            "version_differs": version is not None and cluster_version is not None and version != cluster_version,
-            "agent": agent, "message": member.get("message") or "",
-        })
-    for name, agent in agents.items():
-        rows.append({"name": name, "nodeid": None, "state": "unknown", "member": False, "rgmanager": False,
-                     "master": False, "config_version": None, "version_differs": False, "agent": agent,
-                     "message": "not in the last status reading"})
-    return rows
-
-
 def _shown_params(params: dict[str, str]) -> list[tuple[str, str]]:
     """A device's parameters as (name, value), secrets replaced by a word: a password never reaches the page."""
     return [(k, "(hidden)" if is_secret(k) else v) for k, v in params.items()]
@@ -126,17 +105,7 @@ def act(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[
     action = request.POST.get("action", "")
     known = [n.name for n in cluster.nodes.all()]
     names = known if request.POST.get("scope") == "all" else list(dict.fromkeys(request.POST.getlist("node")))
-    problem = ""
-    if action not in NODE_ACTIONS:
-        problem = f"unknown node action {action!r}"
-    elif not names:
-        problem = "choose at least one node"
-    elif unknown := [n for n in names if n not in known]:
-        problem = f"luci does not know the node {unknown[0]!r} in {cluster.name}"
-    elif len(names) > 1 and action not in MANY_ACTIONS:
-        problem = f"{action} works on one node at a time"
-    elif action == "fence" and len(known) < 2:
-        problem = "fencing needs another node to run the fence agent"
+    problem = action_problem(action, names, known, cluster.name)
     if problem:
         record(request.user, f"node.{action or '?'}", cluster=cluster, target=", ".join(names), result="refused",
                message=problem)
@@ -173,49 +142,6 @@ def _new_node_fields(data: Any) -> tuple[dict[str, Any], dict[str, str]]:
         port = port_text
         errors["port"] = "a TCP port between 1 and 65535"
     return {"name": name, "address": address, "port": port}, errors
-
-
-def _fence_shape(conf: ClusterConf, new_name: str) -> tuple[str, str, dict[str, str]] | None:
-    """(method, device, params) for a new node when every node is fenced the same simple way: one method with
-    one device, each parameter either the same on every node or each node's own name (port="node1"). None when
-    the nodes differ in any other way: the admin then sets the new node's fence method on the Fence tab."""
-    nodes = model.view(conf).nodes
-    if not nodes or any(len(n.methods) != 1 or len(n.methods[0].devices) != 1 for n in nodes):
-        return None
-    first = nodes[0].methods[0]
-    device = first.devices[0]
-    params: dict[str, str] = {}
-    for node in nodes:
-        method, ref = node.methods[0], node.methods[0].devices[0]
-        if method.name != first.name or ref.name != device.name or set(ref.params) != set(device.params):
-            return None
-    for key, value in device.params.items():
-        values = [n.methods[0].devices[0].params[key] for n in nodes]
-        if all(v == value for v in values) and not (len(nodes) == 1 and value == nodes[0].name):
-            params[key] = value
-        elif all(v == n.name for v, n in zip(values, nodes, strict=True)):
-            params[key] = new_name
-        else:
-            return None
-    return first.name, device.name, params
-
-
-def add_node_edit(name: str, port: int):  # type: ignore[no-untyped-def]
-    """The edit that names the new node in cluster.conf: the next nodeid after the highest, its agent's port
-    when not 11111, and the others' fence method when they share a simple one."""
-
-    def change(conf: ClusterConf) -> None:
-        ids = [n.nodeid for n in model.view(conf).nodes if n.nodeid]
-        shape = _fence_shape(conf, name)
-        attrs = {"ricci_port": str(port)} if port != DEFAULT_PORT else {}
-        if shape is None:
-            edit.add_node(conf, name, nodeid=max(ids, default=0) + 1, votes=1, attrs=attrs)
-        else:
-            method, device, params = shape
-            edit.add_node(conf, name, nodeid=max(ids, default=0) + 1, votes=1, attrs=attrs, fence_device=device,
-                          method=method, device_params=params)
-
-    return change
 
 
 def _posted_version(data: Any) -> int | None:
@@ -359,7 +285,7 @@ def delete(request: HttpRequest, cluster, rights, name: str) -> HttpResponse:  #
         return _refused(request, cluster, rights, "console/node_delete.html", "node.delete", name, STALE_PAGE,
                         status=400, node=node, base_version=None)
     try:
-        _, xml = prepare(cluster, base_version, lambda conf: edit.remove_node(conf, name))
+        _, xml = prepare(cluster, base_version, remove_node_edit(name))
     except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:
         return _refused(request, cluster, rights, "console/node_delete.html", "node.delete", name, exc, node=node,
                         base_version=base_version)

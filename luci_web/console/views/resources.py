@@ -5,21 +5,17 @@ __ specials, unknown ones) are edited as key=value lines. Removing a resource a 
 refused by validation, and the refusal is shown."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from cluster_conf import ClusterConf, edit
 from cluster_conf.model import view
 from cluster_conf.schema import RESOURCE_TYPES, ResourceType, is_secret
+from luci_web.clusters.edits.resources import GLOBAL_TYPES, add_resource, delete_resource, update_resource
 from luci_web.console.forms import SECRET_MASK, ConfigForm, param_field, parse_pairs
 from luci_web.console.views import config_edit
-
-# Types that can be defined as global resources (service and vm are top-level, not resources).
-GLOBAL_TYPES = sorted(name for name, rt in RESOURCE_TYPES.items() if not rt.top_level)
 
 
 class ResourceForm(ConfigForm):
@@ -70,27 +66,6 @@ def resource_initial(rtype: str, attrs: dict[str, str]) -> dict[str, Any]:
 
 def shown_attrs(attrs: dict[str, str]) -> list[tuple[str, str]]:
     return [(k, SECRET_MASK if is_secret(k) else v) for k, v in attrs.items()]
-
-
-# -- edit functions ------------------------------------------------------------------------------------------
-def add_resource(rtype: str, attrs: dict[str, str | None]) -> Callable[[ClusterConf], None]:
-    def apply(conf: ClusterConf) -> None:
-        edit.add_resource(conf, rtype, {k: v for k, v in attrs.items() if v is not None})
-    return apply
-
-
-def update_resource(rtype: str, key: str, attrs: dict[str, str | None],
-                    dropped: list[str]) -> Callable[[ClusterConf], None]:
-    """Set the attributes; `dropped` are extra attributes the user deleted from the key=value lines."""
-    def apply(conf: ClusterConf) -> None:
-        edit.set_resource_attrs(conf, rtype, key, {**{d: None for d in dropped}, **attrs})
-    return apply
-
-
-def delete_resource(rtype: str, key: str) -> Callable[[ClusterConf], None]:
-    def apply(conf: ClusterConf) -> None:
-        edit.remove_resource(conf, rtype, key)
-    return apply
 
 
 # -- views ---------------------------------------------------------------------------------------------------

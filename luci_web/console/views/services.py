@@ -9,10 +9,7 @@ way to change the configuration, luci_web.console.views.config_edit).
 """
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from html import escape  # Django's escape is this one behind a lazy-string wrapper that costs 5x per call
 from typing import Any
 from urllib.parse import quote
@@ -23,42 +20,42 @@ from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
-from lxml import etree
 
-from cluster_conf import ClusterConf, edit
-from cluster_conf.schema import RESOURCE_TYPES, is_true, parse_time
+from cluster_conf import edit
+from cluster_conf.schema import RESOURCE_TYPES
 from luci_web.clusters import configs, service_commands
-from luci_web.console.forms import ConfigForm, whole_number, xml_unsafe
+from luci_web.clusters.edits.services import (  # noqa: F401 (re-exported: the definition editor's functions)
+    INLINE_TYPES,
+    RECOVERY,
+    RESOURCE_TYPE,
+    SERVICE_NAME,
+    SERVICE_REF,
+    SUBTREE_CHOICES,
+    Edit,
+    FormError,
+    add_child,
+    change_service,
+    check_xml_safe,
+    create_service,
+    decode_path,
+    delete_service,
+    encode_path,
+    form_values,
+    remove_child,
+    resource_tree,
+    service_attrs_from,
+    set_subtree,
+    subtree_flags,
+)
+from luci_web.clusters.edits.services import domain_names as _domains
+from luci_web.clusters.edits.services import global_resources as _global_resources
+from luci_web.clusters.values import xml_unsafe
+from luci_web.console.forms import ConfigForm
 from luci_web.console.views import config_edit
 from luci_web.console.views.common import cluster_view, render_tab, tab_context
 
-Path = tuple[tuple[str, str], ...]
-Edit = Callable[[ClusterConf], None]
-
 STATE_CLASS = {"started": "st-ok", "stopped": "st-off", "disabled": "st-off", "failed": "st-bad",
                "recoverable": "st-bad", "starting": "st-warn", "stopping": "st-warn"}
-RECOVERY = ("restart", "relocate", "disable", "restart-disable")
-SUBTREE_CHOICES = (("", "critical (default)"), ("1", "independent"), ("2", "non-critical"))
-SPECIAL = ("__independent_subtree", "__enforce_timeouts", "__max_failures", "__failure_expire_time",
-           "__max_restarts", "__restart_expire_time")
-INLINE_TYPES = tuple(sorted(t for t, rt in RESOURCE_TYPES.items() if not rt.top_level))
-SERVICE_REF = re.compile(r"^(service|vm):[^\s/]+$")
-RESOURCE_TYPE = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
-MAX_RESTARTS = 1_000_000
-
-
-class FormError(ValueError):
-    """Bad form input: `field` names the field (or "" for the form), the message says what is wrong."""
-
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(message)
-        self.field = field_name
-
-
-def check_xml_safe(field_name: str, label: str, value: str) -> None:
-    """FormError when `value` holds a character cluster.conf cannot (the console forms' one rule, forms.xml_safe)."""
-    if problem := xml_unsafe(value):
-        raise FormError(field_name, f"{label} {problem}")
 
 
 # -- the live table -------------------------------------------------------------------------------------------------
@@ -148,167 +145,7 @@ def command(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ign
     return redirect("console:services", cluster.pk)
 
 
-# -- the definition: pure reading and edit functions ---------------------------------------------------------------
-@dataclass
-class TreeNode:
-    type: str
-    key: str | None  # the ref or primary-key value; None: not addressable (no key)
-    ref: bool
-    path: Path
-    attrs: dict[str, str]  # the element's own attributes but the special ones
-    subtree: str  # "", "1" (independent) or "2" (non-critical)
-    enforce_timeouts: bool
-    children: list[TreeNode] = field(default_factory=list)
-
-    @property
-    def path_json(self) -> str:
-        return encode_path(self.path)
-
-    @property
-    def subtree_label(self) -> str:
-        return {"1": "independent", "2": "non-critical"}.get(self.subtree, "")
-
-
-def encode_path(steps: Path) -> str:
-    return json.dumps([list(step) for step in steps])
-
-
-def decode_path(text: str) -> Path:
-    """A path posted by the page: a JSON list of [type, key] pairs (FormError when it is anything else)."""
-    try:
-        steps = json.loads(text or "[]")
-    except ValueError:
-        raise FormError("path", "the resource path is not readable; reload the page") from None
-    if not isinstance(steps, list) or not all(
-            isinstance(s, list) and len(s) == 2 and all(isinstance(p, str) and p for p in s) for s in steps):
-        raise FormError("path", "the resource path is not readable; reload the page")
-    return tuple((t, k) for t, k in steps)
-
-
-def subtree_value(element: etree._Element) -> str:
-    value = (element.get("__independent_subtree") or "").strip().lower()
-    return {"1": "1", "yes": "1", "2": "2", "non-critical": "2"}.get(value, "")
-
-
-def _key_of(element: etree._Element) -> tuple[str | None, bool]:
-    ref = element.get("ref")
-    if ref:
-        return ref, True
-    known = RESOURCE_TYPES.get(element.tag)
-    return element.get(known.primary if known else "name"), False
-
-
-def resource_tree(conf: ClusterConf, service: str) -> list[TreeNode]:
-    """The resource tree of a service or vm (`service:web`), as nested TreeNodes (action overrides and non-element
-    nodes are not resources and are left out)."""
-    def walk(parent: etree._Element, base: Path) -> list[TreeNode]:
-        nodes = []
-        for child in parent:
-            if not isinstance(child.tag, str) or child.tag == "action":
-                continue
-            key, is_ref = _key_of(child)
-            here = (*base, (child.tag, key)) if key else base
-            node = TreeNode(child.tag, key, is_ref, here, {k: v for k, v in child.attrib.items() if k not in SPECIAL},
-                            subtree_value(child), is_true(child.get("__enforce_timeouts") or "0"))
-            node.children = walk(child, here) if key else []
-            nodes.append(node)
-        return nodes
-
-    return walk(edit.resource_at(conf, service), ())
-
-
-def service_attrs_from(data: Mapping[str, str], *, domains: list[str] | None = None) -> dict[str, str | None]:
-    """The service attributes of the definition form (autostart, exclusive, domain, recovery, max_restarts,
-    restart_expire_time), checked; FormError names the field. `domains`: the known ones (None: the edit checks)."""
-    domain = (data.get("domain") or "").strip()
-    check_xml_safe("domain", "the failover domain", domain)
-    if domain and domains is not None and domain not in domains:
-        raise FormError("domain", f"failover domain {domain!r} does not exist")
-    recovery = (data.get("recovery") or "restart").strip()
-    if recovery not in RECOVERY:
-        raise FormError("recovery", f"recovery must be one of {', '.join(RECOVERY)}")
-    max_restarts = (data.get("max_restarts") or "").strip()
-    if max_restarts:
-        try:
-            max_restarts = str(whole_number(max_restarts, 0, MAX_RESTARTS))
-        except ValueError as exc:
-            raise FormError("max_restarts", f"max_restarts must be {exc} (0: no limit)") from None
-    expire = (data.get("restart_expire_time") or "").strip()
-    check_xml_safe("restart_expire_time", "restart_expire_time", expire)
-    try:
-        if expire:
-            parse_time(expire)
-    except ValueError:
-        raise FormError("restart_expire_time", "restart_expire_time must be a time such as 300 or 5m") from None
-    return {"autostart": "1" if data.get("autostart") else "0",
-            "exclusive": "1" if data.get("exclusive") else "0",
-            "domain": domain or None, "recovery": recovery,
-            "max_restarts": max_restarts or None, "restart_expire_time": expire or None}
-
-
-def subtree_flags(choice: str, enforce_timeouts: bool) -> dict[str, str | None]:
-    """The special attributes for the subtree choice ("", "1" independent, "2" non-critical)."""
-    if choice not in ("", "1", "2"):
-        raise FormError("subtree", "choose critical, independent or non-critical")
-    return {"__independent_subtree": choice or None, "__enforce_timeouts": "1" if enforce_timeouts else None}
-
-
-def create_service(name: str, attrs: Mapping[str, str | None]) -> Edit:
-    def apply(conf: ClusterConf) -> None:
-        edit.add_service(conf, name, {k: v for k, v in attrs.items() if v is not None})
-    return apply
-
-
-def change_service(service: str, attrs: Mapping[str, str | None]) -> Edit:
-    def apply(conf: ClusterConf) -> None:
-        edit.set_service_attrs(conf, service, attrs)
-    return apply
-
-
-def delete_service(service: str) -> Edit:
-    def apply(conf: ClusterConf) -> None:
-        edit.remove_service(conf, service)
-    return apply
-
-
-def add_child(service: str, parent: Path, rtype: str, attrs: Mapping[str, str]) -> Edit:
-    def apply(conf: ClusterConf) -> None:
-        edit.add_child_resource(conf, service, rtype, attrs, parent_path=parent)
-    return apply
-
-
-def remove_child(service: str, at: Path) -> Edit:
-    def apply(conf: ClusterConf) -> None:
-        edit.remove_child_resource(conf, service, at)
-    return apply
-
-
-def set_subtree(service: str, at: Path, choice: str, enforce_timeouts: bool) -> Edit:
-    flags = subtree_flags(choice, enforce_timeouts)
-    if not at:
-        raise FormError("subtree", "the service itself has no subtree flags; choose a resource under it")
-
-    def apply(conf: ClusterConf) -> None:
-        edit.set_child_resource_attrs(conf, service, at, flags)
-    return apply
-
-
 # -- the definition pages ----------------------------------------------------------------------------------------
-def _domains(conf: ClusterConf) -> list[str]:
-    return [d.get("name", "") for d in conf.root.iterfind("rm/failoverdomains/failoverdomain")]
-
-
-def _global_resources(conf: ClusterConf) -> list[tuple[str, str]]:
-    resources = conf.section("rm", "resources")
-    out = []
-    for element in resources if resources is not None else []:
-        if isinstance(element.tag, str):
-            key, _ = _key_of(element)
-            if key:
-                out.append((element.tag, key))
-    return out
-
-
 def _apply(request: HttpRequest, cluster: Any, change: Edit, *, action: str, target: str,
            detail: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """config_edit.run_change on the posted base_version: (outcome, {}) when the push started, else (None, the
@@ -352,14 +189,6 @@ def _definition(request: HttpRequest, cluster: Any, rights: frozenset[str], ref:
         subtree_choices=SUBTREE_CHOICES, problems=problems or {}, answered_by=current.node)
     response.status_code = status
     return response
-
-
-def form_values(element: etree._Element) -> dict[str, str]:
-    """The service's attributes as the form shows them: yes/no flags as "1"/"0" with the schema's defaults."""
-    values = {"recovery": "restart", **dict(element.attrib)}
-    for flag, default in (("autostart", "1"), ("exclusive", "0")):
-        values[flag] = "1" if is_true(element.get(flag, default)) else "0"
-    return values
 
 
 def _check_ref(ref: str) -> None:
@@ -493,7 +322,7 @@ def create(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: igno
     if request.method == "POST":
         name = request.POST.get("name", "").strip()
         try:
-            if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+            if not SERVICE_NAME.fullmatch(name):
                 raise FormError("name", "the name is 1-64 letters, digits, '.', '_' or '-'")
             attrs = service_attrs_from(request.POST, domains=domains)
         except FormError as exc:
