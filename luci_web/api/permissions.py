@@ -37,6 +37,8 @@ class RouteRight(BasePermission):
         if right not in CLUSTER_RIGHTS:
             raise KeyError(right)
         name = view.kwargs.get("cluster")
+        if any("\x00" in str(value) for value in view.kwargs.values()):  # PostgreSQL refuses NUL in a query
+            raise not_found("no such path (a path segment holds a NUL character)")
         from luci_web.clusters.models import Cluster
 
         # status (up to 140 KB of JSON) is loaded only by the views that read it

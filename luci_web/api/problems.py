@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 from http import HTTPStatus
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers
@@ -87,6 +90,9 @@ def _from_config_error(exc: Exception) -> Problem | None:
 def as_problem(exc: Exception) -> Problem | None:
     if isinstance(exc, Problem):
         return exc
+    if isinstance(exc, RequestDataTooBig):
+        return Problem(413, "PAYLOAD_TOO_LARGE", f"the body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+                       "bytes")
     if isinstance(exc, RecursionError):  # json's decoder on a body nested thousands deep (DRF catches ValueError)
         return Problem(400, "PARSE_ERROR", "the JSON body is nested too deeply")
     if isinstance(exc, Http404):
@@ -137,7 +143,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
     instance = request.path if request is not None else ""
     problem = as_problem(exc)
     if problem is None:
-        log.exception("API error in %s: %s", instance, type(exc).__name__)
+        # the kind and where it happened, never the message: it may hold a value the user typed (a password)
+        frames = traceback.extract_tb(exc.__traceback__)[-3:]
+        log.error("API error in %s: %s at %s", instance, type(exc).__name__,
+                  " < ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno}" for f in reversed(frames)))
         problem = Problem(500, "INTERNAL_ERROR", "internal error: the administrator can find it in luci's log")
     # a plain HttpResponse, not DRF's Response: a problem is JSON whatever renderer the view negotiated (the
     # Swagger page's is HTML; a 406 has no acceptable renderer at all)
@@ -182,6 +191,7 @@ DESCRIPTIONS = {
     404: "no such cluster (or not visible to you), or no such item in it",
     406: "the Accept header asks for a type this endpoint does not give",
     409: "the request conflicts with the current state (e.g. the item exists already, or rgmanager refused)",
+    413: "the body is too large",
     412: "If-Match does not match: the configuration moved on (current_version, diff)",
     415: "the request body's type is not one this endpoint takes",
     422: "the resulting configuration does not validate (reports)",
@@ -197,8 +207,8 @@ def problem_responses(*statuses: int) -> dict[Any, OpenApiResponse]:
 
 
 def document_problems(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
-    """A postprocessing hook: every operation documents 401, 403, 404 and 406; operations with a body or
-    parameters also 400 and 415 (DRF answers those before the view runs)."""
+    """A postprocessing hook: every operation documents 401, 403, 404 and 406; operations with parameters also
+    400, and those with a body 400, 413 and 415 (answered before the view's own code runs)."""
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     if "Problem" not in schemas:
         return result  # no view used ProblemSerializer yet (cannot happen once any view documents a problem)
@@ -209,7 +219,7 @@ def document_problems(result: dict[str, Any], generator: Any, request: Any, publ
                 continue
             wanted = [401, 403, 404, 406]
             if "requestBody" in operation or operation.get("parameters"):
-                wanted += [400, 415] if "requestBody" in operation else [400]
+                wanted += [400, 413, 415] if "requestBody" in operation else [400]
             for status in wanted:
                 operation["responses"].setdefault(str(status), {
                     "description": DESCRIPTIONS[status], "content": {MEDIA_TYPE: {"schema": ref}}})

@@ -138,7 +138,7 @@ class EventQuerySerializer(serializers.Serializer):
     service = serializers.CharField(required=False, max_length=255)
     node = serializers.CharField(required=False, max_length=255, help_text="the owner")
     limit = serializers.IntegerField(required=False, min_value=1, max_value=PAGE_MAX, default=PAGE_DEFAULT)
-    offset = serializers.IntegerField(required=False, min_value=0, default=0)
+    offset = serializers.IntegerField(required=False, min_value=0, max_value=2**31 - 1, default=0)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "since" in attrs and "until" in attrs and attrs["until"] < attrs["since"]:

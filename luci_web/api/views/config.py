@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar
 
-from django.urls import path
+from django.urls import path, re_path
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions
@@ -155,10 +155,10 @@ class HistoryVersion(ClusterApiView):
                    summary="One version of the configuration (JSON, or XML with Accept: application/xml)",
                    description="404 VERSION_NOT_FOUND when the nodes' history does not hold it. The ETag is "
                                "that version.")
-    def get(self, request: Request, cluster: str, version: int) -> Response:
-        conf = version_of(self.cluster, version)
-        return with_version(document_answer(request, conf, conf.to_string(), conf.config_version or version),
-                            version)
+    def get(self, request: Request, cluster: str, version: str) -> Response:
+        number = int(version)  # the route's regex: 1 to 9 digits
+        conf = version_of(self.cluster, number)
+        return with_version(document_answer(request, conf, conf.to_string(), conf.config_version or number), number)
 
 
 class HistoryDiff(ClusterApiView):
@@ -198,12 +198,13 @@ class HistoryRollback(ClusterApiView):
         summary="Push an old version's content as a new version (current + 1)",
         description="422 when the version is the current one or does not validate any more; 404 "
                     "VERSION_NOT_FOUND when the nodes' history does not hold it.")
-    def post(self, request: Request, cluster: str, version: int) -> Response:
+    def post(self, request: Request, cluster: str, version: str) -> Response:
+        number = int(version)  # the route's regex: 1 to 9 digits
         body = RollbackSerializer(data=request.data if isinstance(request.data, dict) else {})
         body.is_valid(raise_exception=True)
         reason = (body.validated_data.get("reason") or reason_of(request)).strip()[:500]
         try:
-            op, _ = history.rollback(self.cluster, request.user, version, if_match(request), reason)
+            op, _ = history.rollback(self.cluster, request.user, number, if_match(request), reason)
         except history.VersionNotFound as exc:
             raise Problem(404, "VERSION_NOT_FOUND", str(exc)) from None
         except ConfigError as exc:
@@ -214,8 +215,10 @@ class HistoryRollback(ClusterApiView):
 urlpatterns = [
     path("clusters/<str:cluster>/config/", ConfigDocument.as_view(), name="config"),
     path("clusters/<str:cluster>/config/history/", HistoryList.as_view(), name="history_list"),
-    path("clusters/<str:cluster>/config/history/<int:version>/", HistoryVersion.as_view(), name="history_version"),
+    # a version has at most 9 digits (as _version_param and If-Match read it): a longer one is no path at all (404)
+    re_path(r"^clusters/(?P<cluster>[^/]+)/config/history/(?P<version>[0-9]{1,9})/$", HistoryVersion.as_view(),
+            name="history_version"),
     path("clusters/<str:cluster>/config/diff/", HistoryDiff.as_view(), name="history_diff"),
-    path("clusters/<str:cluster>/config/history/<int:version>/rollback/", HistoryRollback.as_view(),
-         name="history_rollback"),
+    re_path(r"^clusters/(?P<cluster>[^/]+)/config/history/(?P<version>[0-9]{1,9})/rollback/$",
+            HistoryRollback.as_view(), name="history_rollback"),
 ]

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from luci_web.api import token_changes
 from luci_web.api.base import ApiView
 from luci_web.api.models import ApiToken
-from luci_web.api.problems import not_found
+from luci_web.api.problems import Problem, not_found, problem_responses
 
 VIA = "REST API"
 
@@ -77,14 +77,21 @@ class TokenList(ApiView):
     def get(self, request: Request) -> Response:
         return Response([token_dict(row) for row in ApiToken.objects.filter(user=request.user)])
 
-    @extend_schema(operation_id="tokens_create", request=NewTokenSerializer, responses={201: CreatedTokenSerializer},
+    @extend_schema(operation_id="tokens_create", request=NewTokenSerializer,
+                   responses={201: CreatedTokenSerializer, **problem_responses(422)},
                    summary="Make a token (its text is in this answer only)",
                    description="Send it as `Authorization: Bearer <token>`. Without an expiry it works until revoked.")
     def post(self, request: Request) -> Response:
         body = NewTokenSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        row, text = token_changes.make(request.user, body.validated_data["name"],
-                                       body.validated_data.get("expires_at"), by=request.user, via=VIA)
+        expires_at = body.validated_data.get("expires_at")
+        maker = request.auth if isinstance(request.auth, ApiToken) else None
+        if maker is not None and maker.expires_at is not None and (expires_at is None or expires_at > maker.expires_at):
+            # a short-lived token must not mint a longer-lived one: the new token ends with the one that made it
+            raise Problem(422, "TOKEN_OUTLIVES_MAKER", "a token made with a token cannot outlive it: give an expiry "
+                          f"no later than {maker.expires_at.isoformat()} (or make it in the console)")
+        row, text = token_changes.make(request.user, body.validated_data["name"], expires_at, by=request.user,
+                                       via=VIA)
         response = Response(token_dict(row) | {"token": text}, status=201)
         response["Location"] = reverse("api:token_detail", args=[row.pk])
         return response
