@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lxml import etree
 
 from cluster_conf import ClusterConf, edit
 from cluster_conf.diff import diff
@@ -289,3 +290,84 @@ def test_whatif_on_a_failed_member(lab, cluster) -> None:  # type: ignore[no-unt
     assert unknown.status_code == 422 and "nosuchnode" in unknown.json()["detail"]
     bad = viewer.post(url, {"fail": "node1"}, format="json")
     assert bad.status_code == 400 and "fail" in bad.json()["errors"]
+
+
+# -- secrets masked by parsing, whatever quotes come before them ------------------------------------------------
+ODD_QUOTE = ('<cluster name="a" config_version="2"><!-- note=" --><fencedevices><fencedevice passwd="TOPSECRET" '
+             'name="f" agent="fence_apc"/></fencedevices></cluster>')
+
+
+def test_an_odd_quote_in_a_comment_does_not_unmask_a_secret_and_the_mask_put_back_keeps_it() -> None:
+    from luci_web.clusters import documents
+
+    masked = documents.masked_xml(ODD_QUOTE)
+    assert "TOPSECRET" not in masked
+    assert masked == ODD_QUOTE.replace("TOPSECRET", "********")  # comments and everything else as they were
+    text = ('<?xml version="1.0"?>\n<!-- 19" rack; old passwd="PROLOGSECRET" -->\n<cluster name="a" '
+            'config_version="2">\n  <!-- 19" rack <fencedevice name="old" password=\'OLD SECRET\' community=pub> '
+            '-->\n  <fencedevices>\n    <fencedevice name="f" agent="fence_apc" login="l" passwd="TOPSECRET" '
+            'passwd_script="/bin/pw" snmp_priv_passwd=""/>\n  </fencedevices>\n</cluster>\n'
+            '<!-- passwd=EPILOGSECRET -->\n')
+    masked = documents.masked_xml(text)
+    for secret in ("PROLOGSECRET", "OLD SECRET", "community=pub", "TOPSECRET", "EPILOGSECRET"):
+        assert secret not in masked, secret
+    assert 'passwd="********"' in masked and 'passwd_script="/bin/pw"' in masked and 'snmp_priv_passwd=""' in masked
+    assert '<!-- 19" rack; old passwd="********" -->' in masked and "<!-- passwd=******** -->" in masked
+    assert masked.startswith('<?xml version="1.0"?>\n<!-- 19" rack') and masked.endswith("-->\n")
+    # the masked document PUT back: the edit takes the secret from the current document
+    current = ClusterConf.from_string(text)
+    with current.transaction():
+        documents.replace_with(ClusterConf.from_string(masked))(current)
+    device = next(current.root.iter("fencedevice"))
+    assert device.get("passwd") == "TOPSECRET" and device.get("passwd_script") == "/bin/pw"
+    assert any('19" rack' in (c.text or "") for c in current.root.iter(etree.Comment))
+    plain = '<cluster name="a" config_version="2"><!-- 19" --><clusternodes/></cluster>\n'
+    assert documents.masked_xml(plain) == plain  # nothing secret: the text exactly as the nodes have it
+
+
+def test_get_and_history_mask_a_secret_after_an_odd_quote_in_both_forms(lab, cluster, admin) -> None:  # type: ignore[no-untyped-def]
+    version, text = _with_secret_device(cluster)
+    conf = ClusterConf.from_string(text)
+    with conf.transaction(bump=False):
+        devices = conf.section("fencedevices")
+        assert devices is not None
+        devices.addnext(etree.Comment(f' <fencedevice name="old" passwd="{SECRET}-old"/> '))
+        pdu = next((d for d in devices if d.get("name") == "pdu"), None)
+        if pdu is None:  # its secret first: the old regex masking read `" 19 --><fencedevice passwd="` as a value
+            devices.append(etree.Comment(' the pdu: rack unit=" 19 '))
+            etree.SubElement(devices, "fencedevice", {"passwd": f"{SECRET}-pdu", "name": "pdu",
+                                                      "agent": "fence_apc", "ipaddr": "10.0.0.10", "login": "pdu"})
+    conf.mark_edited()
+    answer = admin.put(_url(cluster), conf.to_string().encode(), content_type="application/xml",
+                       HTTP_IF_MATCH=f'"{version}"')
+    assert answer.status_code == 202, answer.content[:500]
+    _done(answer.json()["id"])
+    assert all(SECRET in n.config_path.read_text() for n in lab.nodes)
+    pushed = version + 1
+
+    for tail in ("", f"history/{pushed}/"):
+        as_xml = admin.get(_url(cluster, tail), HTTP_ACCEPT="application/xml")
+        as_json = admin.get(_url(cluster, tail))
+        assert as_xml.status_code == as_json.status_code == 200, (tail, as_xml.content[:300])
+        assert as_xml["ETag"] == as_json["ETag"] == f'"{pushed}"'
+        for body in (as_xml.content.decode(), as_json.content.decode(), as_json.json()["xml"]):
+            assert SECRET not in body, tail
+        for xml in (as_xml.content.decode(), as_json.json()["xml"]):
+            assert '<!-- the pdu: rack unit=" 19 --><fencedevice passwd="********" name="pdu"' in xml, tail
+            assert xml.count("********") == 3, tail  # the two devices and the comment
+        device = next(d for d in _walk(as_json.json()["document"]) if d["tag"] == "fencedevice" and
+                      d["attributes"].get("name") == "apc")
+        assert device["attributes"]["passwd"] == "********"
+
+    # the masked XML PUT back as JSON keeps the secret and the comment on every node
+    got = admin.get(_url(cluster))
+    back = ClusterConf.from_string(got.json()["xml"])
+    with back.transaction(bump=False):
+        edit.set_cluster_attrs(back, {"alias": "odd-quote"})
+    answer = admin.put(_url(cluster), {"xml": back.to_string()}, format="json", HTTP_IF_MATCH=got["ETag"])
+    assert answer.status_code == 202, answer.content[:500]
+    _done(answer.json()["id"])
+    for node in lab.nodes:
+        written = node.config_path.read_text()
+        assert f'passwd="{SECRET}"' in written and f'passwd="{SECRET}-pdu"' in written
+        assert '<!-- the pdu: rack unit=" 19 -->' in written and 'alias="odd-quote"' in written

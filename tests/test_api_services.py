@@ -259,3 +259,129 @@ def test_definitions_created_patched_refused_and_deleted_through_pushes(lab, clu
     actions = list(AuditEntry.objects.filter(result="ok").order_by("at").values_list("action", flat=True))
     assert [a for a in actions if a.startswith("service.")] == ["service.create", "service.edit", "service.replace",
                                                                  "service.delete"]
+
+
+# -- secrets: write-only in definitions, kept by a PUT that does not name them ---------------------------------------
+def _with_secrets() -> ClusterConf:
+    """SMALL_CONF plus a vm with a migrate_passwd, an inline script with a password and an unkeyed resource with a
+    secret_key under www."""
+    conf = ClusterConf.from_string(SMALL_CONF)
+    with conf.transaction(bump=False):
+        edit.add_service(conf, "guest", {"path": "/vms", "migrate_passwd": "VM-SECRET", "autostart": "0"}, kind="vm")
+        edit.add_child_resource(conf, "www", "script", {"name": "db", "file": "/bin/true", "password": "RES-SECRET"})
+        edit.add_child_resource(conf, "www", "x-vault", {"keep": "me", "secret_key": "KEY-SECRET"})
+    return conf
+
+
+def _put_back(conf: ClusterConf, service: str, change: Any = None) -> dict[str, Any]:
+    """GET's dict of `service` (changed by `change`) given to replace_service as a PUT body; the dict shown."""
+    import json
+
+    shown = edits.service_dict(edit.find_service(conf, service))
+    body = json.loads(json.dumps(shown))  # what a client gets and sends back
+    if change:
+        change(body)
+    with conf.transaction():
+        edits.replace_service(service, edits.definition_attrs(body), edits.tree_from(body["resources"]))(conf)
+    return shown
+
+
+def test_definitions_never_give_a_secret_name_it_in_secrets_set_and_a_put_round_trip_keeps_it():
+    import json
+
+    conf = _with_secrets()
+    guest = edits.service_dict(edit.find_service(conf, "vm:guest"))
+    www = edits.service_dict(edit.find_service(conf, "service:www"))
+    for secret in ("VM-SECRET", "RES-SECRET", "KEY-SECRET"):
+        assert secret not in json.dumps(guest) + json.dumps(www)
+    assert (guest["attributes"], guest["secrets_set"]) == ({"path": "/vms"}, ["migrate_passwd"])
+    assert www["secrets_set"] == []
+    db = next(n for n in www["resources"] if n["attributes"].get("name") == "db")
+    vault = next(n for n in www["resources"] if n["type"] == "x-vault")
+    assert (db["attributes"], db["secrets_set"]) == ({"name": "db", "file": "/bin/true"}, ["password"])
+    assert (vault["attributes"], vault["secrets_set"]) == ({"keep": "me"}, ["secret_key"])
+    # the console's form values (a viewer sees them as facts) mask it too
+    assert edits.form_values(edit.find_service(conf, "vm:guest"))["migrate_passwd"] == "********"
+
+    _put_back(conf, "vm:guest")
+    _put_back(conf, "service:www")
+    text = conf.to_string()
+    assert 'migrate_passwd="VM-SECRET"' in text and 'password="RES-SECRET"' in text
+    assert text.count("<x-vault") == 1 and 'secret_key="KEY-SECRET"' in text  # kept, not added a second time
+    assert edits.service_dict(edit.find_service(conf, "vm:guest")) == guest
+
+    # a value given replaces a secret, null removes it (the service's and a resource's)
+    def change(body: dict[str, Any]) -> None:
+        body["attributes"]["migrate_passwd"] = "VM-NEW"
+    _put_back(conf, "vm:guest", change)
+    assert edit.find_service(conf, "vm:guest").get("migrate_passwd") == "VM-NEW"
+
+    def clear(body: dict[str, Any]) -> None:
+        body["attributes"]["migrate_passwd"] = None
+
+    def clear_db(body: dict[str, Any]) -> None:
+        next(n for n in body["resources"] if n["attributes"].get("name") == "db")["attributes"]["password"] = None
+    _put_back(conf, "vm:guest", clear)
+    _put_back(conf, "service:www", clear_db)
+    assert edit.find_service(conf, "vm:guest").get("migrate_passwd") is None
+    assert edit.resource_at(conf, "www", [("script", "db")]).get("password") is None
+    assert edits.service_dict(edit.find_service(conf, "vm:guest"))["secrets_set"] == []
+
+
+@pytest.mark.slow
+def test_a_secret_is_never_in_a_get_and_survives_a_get_then_put_on_every_node(lab, cluster):  # type: ignore[no-untyped-def]
+    import json
+
+    from django.test import Client
+
+    from tests.luci_fixtures import token_client, user_with
+
+    admin = token_client(user_with("secretadmin", cluster, {"view", "config"}))
+    base = f"/api/v1/clusters/{cluster.name}/services/"
+    svc_secret, res_secret = "svc-S3cret-one", "res-S3cret-two"
+    created = admin.post(base, {
+        "name": "vault", "autostart": False, "attributes": {"x_password": svc_secret},
+        "resources": [{"type": "script", "attributes": {"name": "vaultd", "file": "/bin/true",
+                                                        "password": res_secret}}]}, format="json")
+    assert created.status_code == 202, created.content
+    try:
+        version = node_versions(lab)[0]
+        assert all(svc_secret in n.config_path.read_text() for n in lab.nodes)
+        listed, one = admin.get(base), admin.get(base + "vault/")
+        assert listed.status_code == one.status_code == 200
+        for answer in (listed, one):
+            assert svc_secret not in answer.content.decode() and res_secret not in answer.content.decode()
+        vault = one.json()
+        assert vault["secrets_set"] == ["x_password"] and "x_password" not in vault["attributes"]
+        assert vault["resources"][0]["secrets_set"] == ["password"]
+        assert vault["resources"][0]["attributes"] == {"name": "vaultd", "file": "/bin/true"}
+
+        # the console's definition page, for a viewer, shows the attributes as facts: masked
+        viewer = Client(HTTP_HOST="127.0.0.1")
+        viewer.force_login(user_with("secretviewer", cluster, {"view"}))
+        page = viewer.get(f"/clusters/{cluster.pk}/services/service:vault/")
+        assert page.status_code == 200 and b"x_password" in page.content
+        assert svc_secret.encode() not in page.content and b"********" in page.content
+
+        vault["recovery"] = "disable"
+        put = admin.put(base + "vault/", vault, format="json", HTTP_IF_MATCH=one["ETag"])
+        assert put.status_code == 202, put.content
+        assert admin.get(put["Location"]).json()["state"] == "done"
+        assert node_versions(lab) == [version + 1] * 3
+        for node in lab.nodes:
+            service = edit.find_service(ClusterConf.load(node.config_path), "service:vault")
+            assert (service.get("x_password"), service.get("recovery")) == (svc_secret, "disable")
+            script = edit.resource_at(ClusterConf.load(node.config_path), "service:vault", [("script", "vaultd")])
+            assert script.get("password") == res_secret
+        again = admin.get(base + "vault/").json()
+        assert {k: v for k, v in again.items() if k != "status"} == {k: v for k, v in vault.items() if k != "status"}
+        assert res_secret not in json.dumps(again)
+
+        removed = admin.put(base + "vault/", {**vault, "attributes": {"x_password": None}}, format="json")
+        assert removed.status_code == 202, removed.content
+        for node in lab.nodes:
+            text = node.config_path.read_text()
+            assert svc_secret not in text and res_secret in text
+        assert admin.get(base + "vault/").json()["secrets_set"] == []
+    finally:
+        assert admin.delete(base + "vault/").status_code == 202

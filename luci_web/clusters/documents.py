@@ -6,24 +6,86 @@ PUT goes through configs.change like every other change: If-Match, validation, o
 Pure: no database, no network."""
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from lxml import etree
 
-from cluster_conf import ClusterConf
+from cluster_conf import ClusterConf, xmlsafe
 from cluster_conf.reports import error
 from cluster_conf.schema import is_secret
-from luci_web.audit.log import MASK, mask_text
+from luci_web.audit.log import MASK
 from luci_web.clusters.configs import ConfigRejected
 
 Key = tuple[tuple[str, str, int], ...]
 
 
+# In a comment (free text, where quotes need not pair): a name followed by `=`, and the value after it.
+_ASSIGNMENT = re.compile(r"([A-Za-z_][\w.-]*)\s*=\s*")
+_VALUE = re.compile(r""""[^"]*"?|'[^']*'?|[^\s"'<>]+""")
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
 def masked_xml(xml: str) -> str:
-    """The document's text exactly as the cluster has it, but every secret attribute's value (passwd, password,
-    community, ...: cluster_conf.schema.is_secret) replaced by MASK."""
-    return mask_text(xml)
+    """The document's text as the cluster has it, but every secret attribute's value (passwd, password,
+    community, ...: cluster_conf.schema.is_secret) replaced by MASK, and so is a secret written `name="value"` in
+    a comment (a fence device commented out keeps its password). The document is parsed (cluster_conf's hardened
+    parser) and masked in its element tree, so no quote in a comment or a value can put the masking out of step;
+    it is serialised again as ClusterConf writes an edited document (prolog, comments and epilog kept). A
+    document without a secret is given back unchanged."""
+    conf = ClusterConf.from_string(xml, source="the document")
+    changed = mask_tree(conf.root)
+    if not changed:
+        return _masked_outside_root(xml)
+    conf.mark_edited()
+    return _masked_outside_root(conf.to_string())
+
+
+def mask_tree(root: etree._Element) -> bool:
+    """Replace in place every non-empty secret attribute's value by MASK and mask the secrets comments name;
+    whether anything changed."""
+    changed = False
+    for element in root.iter():
+        if isinstance(element.tag, str):
+            for name, value in element.attrib.items():
+                if value and value != MASK and is_secret(name):
+                    element.set(name, MASK)
+                    changed = True
+        elif isinstance(element, etree._Comment) and element.text:
+            text = masked_comment(element.text)
+            if text != element.text:
+                element.text = text
+                changed = True
+    return changed
+
+
+def masked_comment(text: str) -> str:
+    """A comment's text with the value of every secret `name=value` in it replaced by MASK (quotes kept)."""
+    out: list[str] = []
+    pos = 0
+    for match in _ASSIGNMENT.finditer(text):
+        if match.start() < pos or not is_secret(match.group(1)):
+            continue
+        value = _VALUE.match(text, match.end())
+        if value is None:
+            continue
+        quote = value.group()[0] if value.group()[0] in "\"'" else ""
+        out.append(f"{text[pos:match.end()]}{quote}{MASK}{quote}")
+        pos = value.end()
+    return "".join(out) + text[pos:] if out else text
+
+
+def _masked_outside_root(text: str) -> str:
+    """The comments before and after the root element (kept as text by ClusterConf) masked like the others."""
+    head, tail = xmlsafe.prolog_end(text), xmlsafe.epilog_start(text)
+    if tail < head:
+        return text
+
+    def comments(part: str) -> str:
+        return _COMMENT.sub(lambda m: f"<!--{masked_comment(m.group()[4:-3])}-->", part)
+
+    return comments(text[:head]) + text[head:tail] + comments(text[tail:])
 
 
 def as_json(root: etree._Element) -> dict[str, Any]:

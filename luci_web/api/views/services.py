@@ -4,6 +4,10 @@ and deleted through the one way to change the configuration (202 + a push task),
 luci_web.clusters.service_commands with rgmanager's result code and string in the answer.
 
 A service is named in the URL as clusvcadm names it: `web` (= `service:web`), `service:web` or `vm:guest`.
+
+Secret attributes (a vm's migrate_passwd, a resource's password: cluster_conf.schema.is_secret) are write-only, as
+fence devices' are: answers name the ones set in `secrets_set`, never a value; a PUT that does not name a secret
+keeps it (GET then PUT never loses one), a value replaces it, null removes it.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from urllib.parse import quote
 
 from django.urls import path, reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -30,15 +34,13 @@ KINDS = ("service", "vm")
 
 
 # -- the JSON shapes ----------------------------------------------------------------------------------------------
-class ResourceNodeSerializer(serializers.Serializer):
-    """A node of a resource tree: a use of a global resource (`ref`) or an inline definition (`attributes`)."""
+SECRETS_SET_HELP = "the secret attributes set (passwd, password, ...): write-only, their values are never given"
 
+
+class _ResourceNodeFields(serializers.Serializer):
     type = serializers.CharField(max_length=64, help_text="ip, fs, script, nfsexport, ... (a resource type)")
     ref = serializers.CharField(max_length=256, allow_null=True, required=False, default=None,
                                 help_text="the key of a global resource of this type; null: defined inline")
-    attributes = serializers.DictField(
-        child=serializers.CharField(allow_blank=True, max_length=4096, trim_whitespace=False), required=False,
-        default=dict, help_text="the element's attributes as written (ref and the two flags apart)")
     subtree = serializers.ChoiceField(SUBTREES, default="critical",
                                       help_text="__independent_subtree: critical (unset), independent (1) or "
                                                 "non-critical (2)")
@@ -46,8 +48,29 @@ class ResourceNodeSerializer(serializers.Serializer):
 
     def get_fields(self) -> dict[str, Any]:
         fields = super().get_fields()
-        fields["children"] = ResourceNodeSerializer(many=True, required=False, default=list)
+        fields["children"] = type(self)(many=True, required=False, default=list)
         return fields
+
+
+class ResourceNodeSerializer(_ResourceNodeFields):
+    """A node of a resource tree: a use of a global resource (`ref`) or an inline definition (`attributes`)."""
+
+    attributes = serializers.DictField(
+        child=serializers.CharField(allow_blank=True), help_text="the element's attributes as written (ref, the two "
+                                                                 "flags and the secret ones apart)")
+    secrets_set = serializers.ListField(child=serializers.CharField(), help_text=SECRETS_SET_HELP)
+
+
+@extend_schema_serializer(component_name="ResourceNode")
+class ResourceNodeWriteSerializer(_ResourceNodeFields):
+    """A node of a wanted resource tree: a use of a global resource (`ref`) or an inline definition
+    (`attributes`). A secret attribute the node does not name keeps its value when the node is kept."""
+
+    attributes = serializers.DictField(
+        child=serializers.CharField(allow_null=True, allow_blank=True, max_length=4096, trim_whitespace=False),
+        required=False, default=dict,
+        help_text="the element's attributes (ref and the two flags apart); a secret not named keeps its value, "
+                  "null removes it")
 
 
 class ServiceSerializer(serializers.Serializer):
@@ -64,7 +87,9 @@ class ServiceSerializer(serializers.Serializer):
     max_restarts = serializers.IntegerField(allow_null=True)
     restart_expire_time = serializers.CharField(allow_null=True, help_text="a time as written: 300, 5m, ...")
     attributes = serializers.DictField(child=serializers.CharField(allow_blank=True),
-                                       help_text="the other attributes (depend, a vm's path, ...)")
+                                       help_text="the other attributes (depend, a vm's path, ...) but the secret "
+                                                 "ones")
+    secrets_set = serializers.ListField(child=serializers.CharField(), help_text=SECRETS_SET_HELP)
     resources = ResourceNodeSerializer(many=True)
     status = ServiceStateSerializer(allow_null=True)
 
@@ -82,12 +107,15 @@ class _AttributesFields(serializers.Serializer):
 
 
 class ServiceWriteSerializer(_AttributesFields):
-    """A whole definition (PUT; POST adds name and kind): absent attributes take the schema's defaults."""
+    """A whole definition (PUT; POST adds name and kind): absent attributes take the schema's defaults; a secret
+    attribute (a vm's migrate_passwd, ...) not named keeps its value, null removes it."""
 
-    attributes = serializers.DictField(child=serializers.CharField(allow_blank=True, max_length=4096,
-                                                                   trim_whitespace=False),
-                                       required=False, default=dict)
-    resources = ResourceNodeSerializer(many=True, required=False, default=list)
+    attributes = serializers.DictField(child=serializers.CharField(allow_null=True, allow_blank=True,
+                                                                   max_length=4096, trim_whitespace=False),
+                                       required=False, default=dict,
+                                       help_text="the other attributes; a secret not named keeps its value, null "
+                                                 "removes it")
+    resources = ResourceNodeWriteSerializer(many=True, required=False, default=list)
     name = serializers.CharField(required=False, help_text="if given, the one in the URL")
     kind = serializers.ChoiceField(KINDS, required=False, help_text="if given, the one in the URL")
 
@@ -169,7 +197,7 @@ def bounded_tree(data: Any) -> Any:
     return data
 
 
-def whole(data: dict[str, Any]) -> tuple[dict[str, str], tuple[edits.NewResource, ...]]:
+def whole(data: dict[str, Any]) -> tuple[dict[str, str | None], tuple[edits.NewResource, ...]]:
     """A whole definition's attributes and tree, checked (400 naming the field)."""
     try:
         return edits.definition_attrs(data), edits.tree_from(data.get("resources") or [])

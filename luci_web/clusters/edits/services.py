@@ -6,6 +6,10 @@ Subtree flags are shown as the console shows them: `__independent_subtree` "1" (
 (non-critical), `__enforce_timeouts` (cluster_conf.schema.SPECIAL_RESOURCE_ATTRS); the other `__` attributes are
 plain attributes. A resource without a key (unknown XML without a name) cannot be addressed: it is shown, and
 replacing a tree keeps it.
+
+Secret attributes (cluster_conf.schema.is_secret: a vm's migrate_passwd, a resource's password, ...) are write-only
+as fence devices' are: a definition names the ones set (`secrets_set`), never their values; replacing a definition
+keeps every secret it does not name (a value replaces one, None removes it).
 """
 from __future__ import annotations
 
@@ -19,7 +23,9 @@ from lxml import etree
 
 from cluster_conf import ClusterConf, edit
 from cluster_conf.model import to_int
-from cluster_conf.schema import RESOURCE_TYPES, is_true, parse_time
+from cluster_conf.schema import RESOURCE_TYPES, is_secret, is_true, parse_time
+from luci_web.audit.log import MASK
+from luci_web.clusters.edits.fence_devices import public_attrs
 from luci_web.clusters.values import whole_number, xml_unsafe
 
 Path = tuple[tuple[str, str], ...]
@@ -148,8 +154,9 @@ def global_resources(conf: ClusterConf) -> list[tuple[str, str]]:
 
 
 def form_values(element: etree._Element) -> dict[str, str]:
-    """The service's attributes as the form shows them: yes/no flags as "1"/"0" with the schema's defaults."""
-    values = {"recovery": "restart", **dict(element.attrib)}
+    """The service's attributes as the form shows them: yes/no flags as "1"/"0" with the schema's defaults, a
+    secret's value (a vm's migrate_passwd) as MASK."""
+    values = {"recovery": "restart", **{k: (MASK if v and is_secret(k) else v) for k, v in element.attrib.items()}}
     for flag, default in (("autostart", "1"), ("exclusive", "0")):
         values[flag] = "1" if is_true(element.get(flag, default)) else "0"
     return values
@@ -157,10 +164,10 @@ def form_values(element: etree._Element) -> dict[str, str]:
 
 def resource_dict(element: etree._Element) -> dict[str, Any]:
     """A node of a resource tree as the API shows it (the children cluster_conf.model.view gives a Resource: the
-    element children but action overrides)."""
+    element children but action overrides); secret attributes by name only (`secrets_set`)."""
     attrs = dict(element.attrib)  # lxml's attribute proxy costs a lookup per access
-    return {"type": element.tag, "ref": attrs.get("ref"),
-            "attributes": {k: v for k, v in attrs.items() if k != "ref" and k not in FLAGS},
+    shown, secrets = public_attrs({k: v for k, v in attrs.items() if k != "ref" and k not in FLAGS})
+    return {"type": element.tag, "ref": attrs.get("ref"), "attributes": shown, "secrets_set": secrets,
             "subtree": SUBTREE_LABELS[subtree_value(attrs)],
             "enforce_timeouts": is_true(attrs.get("__enforce_timeouts") or "0"),
             "children": [resource_dict(c) for c in element if isinstance(c.tag, str) and c.tag != "action"]}
@@ -168,15 +175,17 @@ def resource_dict(element: etree._Element) -> dict[str, Any]:
 
 def service_dict(element: etree._Element) -> dict[str, Any]:
     """A <service> or <vm>'s definition: its typed attributes with the schema's defaults (as
-    cluster_conf.model.Service gives them), the others as written, and its resource tree. Built from the element
-    rather than model.view, which costs ten times more on a 1000-service cluster."""
+    cluster_conf.model.Service gives them), the others as written but the secret ones (named in `secrets_set`),
+    and its resource tree. Built from the element rather than model.view, which costs ten times more on a
+    1000-service cluster."""
     attrs = dict(element.attrib)
     kind, name = element.tag, attrs.get("name", "")
+    shown, secrets = public_attrs({k: v for k, v in attrs.items() if k != "name" and k not in TYPED})
     return {"id": f"{kind}:{name}", "name": name, "kind": kind, "domain": attrs.get("domain") or None,
             "autostart": is_true(attrs.get("autostart", "1")), "exclusive": is_true(attrs.get("exclusive", "0")),
             "recovery": attrs.get("recovery", "restart"), "max_restarts": to_int(attrs.get("max_restarts", "0")),
             "restart_expire_time": attrs.get("restart_expire_time"),
-            "attributes": {k: v for k, v in attrs.items() if k != "name" and k not in TYPED},
+            "attributes": shown, "secrets_set": secrets,
             "resources": [resource_dict(c) for c in element if isinstance(c.tag, str) and c.tag != "action"]}
 
 
@@ -265,13 +274,12 @@ def extra_attrs(attributes: Mapping[str, str | None], *, where: str = "attribute
     return out
 
 
-def definition_attrs(body: Mapping[str, Any]) -> dict[str, str]:
-    """A whole definition's attributes from the API's body (absent fields take the schema's defaults)."""
+def definition_attrs(body: Mapping[str, Any]) -> dict[str, str | None]:
+    """A whole definition's attributes from the API's body (absent fields take the schema's defaults). A secret
+    is kept by replace_service unless named, so an attribute given as None (null) stays in: it removes it."""
     attrs = service_attrs_from({"autostart": "1", **_as_form(body)})
     extras = extra_attrs(body.get("attributes") or {})
-    if any(value is None for value in extras.values()):
-        raise FormError("attributes", "a whole definition's attributes are strings (null removes only in PATCH)")
-    return {k: v for k, v in {**attrs, **extras}.items() if v is not None}
+    return {k: v for k, v in attrs.items() if v is not None} | extras
 
 
 def patch_attrs(body: Mapping[str, Any]) -> dict[str, str | None]:
@@ -296,11 +304,13 @@ def patch_attrs(body: Mapping[str, Any]) -> dict[str, str | None]:
 
 @dataclass(frozen=True)
 class NewResource:
-    """A node of a wanted resource tree: its type, its attributes as written (ref and flags included)."""
+    """A node of a wanted resource tree: its type, its attributes as written (ref and flags included), and the
+    attributes given as null (`cleared`: removed; a secret not named at all is kept)."""
 
     type: str
     attrs: dict[str, str]
     children: tuple[NewResource, ...]
+    cleared: frozenset[str] = frozenset()
 
     @property
     def key(self) -> str | None:
@@ -327,10 +337,14 @@ def tree_from(nodes: Sequence[Mapping[str, Any]], where: str = "resources") -> t
             if not RESOURCE_TYPE.fullmatch(rtype) or rtype in ("service", "vm", "action"):
                 raise FormError(f"{here}.type", f"{rtype[:64]!r} is not a resource type")
             attrs: dict[str, str] = {}
+            cleared: set[str] = set()
             for name, value in (item.get("attributes") or {}).items():
                 if not ATTRIBUTE_NAME.fullmatch(name) or name == "ref" or name in FLAGS:
                     raise FormError(f"{here}.attributes", f"{name[:64]!r} is not an attribute set here" + (
                         " (use ref, subtree or enforce_timeouts)" if name == "ref" or name in FLAGS else ""))
+                if value is None:
+                    cleared.add(name)
+                    continue
                 check_xml_safe(f"{here}.attributes", f"attribute {name}", str(value))
                 attrs[name] = str(value)
             ref = item.get("ref")
@@ -342,7 +356,8 @@ def tree_from(nodes: Sequence[Mapping[str, Any]], where: str = "resources") -> t
                 raise FormError(f"{here}.subtree", "subtree is critical, independent or non-critical")
             flags = subtree_flags(choice, bool(item.get("enforce_timeouts")))
             attrs.update({k: v for k, v in flags.items() if v is not None})
-            node = NewResource(rtype, attrs, build(item.get("children") or [], f"{here}.children", depth + 1))
+            node = NewResource(rtype, attrs, build(item.get("children") or [], f"{here}.children", depth + 1),
+                               frozenset(cleared))
             key = node.key
             if key is None and node.children:
                 raise FormError(here, f"a {rtype} with children needs its ref or its {primary_of(rtype)}")
@@ -379,21 +394,24 @@ def _add_tree(conf: ClusterConf, service: str, parent: Path, nodes: Sequence[New
             _add_tree(conf, service, (*parent, (node.type, node.key)), node.children)
 
 
-def replace_service(service: str, attrs: Mapping[str, str], tree: Sequence[NewResource]) -> Edit:
-    """PUT: the service's attributes become `attrs` (the others removed, `name` kept) and its tree `tree`. The
-    elements the new tree keeps (same type and key at the same place) are changed in place, so their action
-    overrides and unknown content stay; the others are removed, new ones appended; a resource without a key is
-    never removed (the API cannot address it) and one given again identically is not added twice."""
+def replace_service(service: str, attrs: Mapping[str, str | None], tree: Sequence[NewResource]) -> Edit:
+    """PUT: the service's attributes become `attrs` (the others removed but secrets not named, `name` kept; None
+    removes one) and its tree `tree`. The elements the new tree keeps (same type and key at the same place) are
+    changed in place, so their action overrides, unknown content and secrets not named stay; the others are
+    removed, new ones appended; a resource without a key is never removed (the API cannot address it) and one
+    given again identically (secrets not named apart) is not added twice."""
     def apply(conf: ClusterConf) -> None:
         element = edit.find_service(conf, service)
-        old = {k: None for k in (element.attrib if element is not None else {}) if k != "name"}
+        old = {k: None for k in (element.attrib if element is not None else {}) if k != "name" and not is_secret(k)}
         edit.set_service_attrs(conf, service, {**old, **attrs})
         _reconcile(conf, service, (), edit.resource_at(conf, service), tree)
     return apply
 
 
-def _changes(element: etree._Element, wanted: Mapping[str, str]) -> dict[str, str | None]:
-    """The attribute changes turning `element` into `wanted`; a flag meaning the same keeps its spelling."""
+def _changes(element: etree._Element, node: NewResource) -> dict[str, str | None]:
+    """The attribute changes turning `element` into `node`'s attributes; a flag meaning the same keeps its
+    spelling, a secret the node does not name keeps its value."""
+    wanted = node.attrs
     desired: dict[str, str | None] = dict(wanted)
     keep = set()
     if subtree_value(element) == subtree_value(wanted):
@@ -402,8 +420,17 @@ def _changes(element: etree._Element, wanted: Mapping[str, str]) -> dict[str, st
         keep.add("__enforce_timeouts")
     for flag in keep:
         desired.pop(flag, None)
-    removed = {k: None for k in element.attrib if k not in wanted and k not in keep}
+    removed = {k: None for k in element.attrib
+               if k not in wanted and k not in keep and (k in node.cleared or not is_secret(k))}
     return {**removed, **desired}
+
+
+def _same_unkeyed(element: etree._Element, node: NewResource) -> bool:
+    """Whether an element without a key is `node` given again: the same type and attributes, a secret the node
+    does not name being the element's own (GET does not give it)."""
+    attrs = dict(element.attrib)
+    kept = {k: v for k, v in attrs.items() if is_secret(k) and k not in node.attrs and k not in node.cleared}
+    return element.tag == node.type and {k: v for k, v in attrs.items() if k not in kept} == node.attrs
 
 
 def _reconcile(conf: ClusterConf, service: str, path: Path, parent: etree._Element,
@@ -424,7 +451,7 @@ def _reconcile(conf: ClusterConf, service: str, path: Path, parent: etree._Eleme
             edit.remove_child_resource(conf, service, (*path, (rtype, key)))
     for node in nodes:
         if node.key is None:
-            if not any(c.tag == node.type and dict(c.attrib) == node.attrs for c in unkeyed):
+            if not any(_same_unkeyed(c, node) for c in unkeyed):
                 edit.add_child_resource(conf, service, node.type, node.attrs, parent_path=path)
             continue
         here = (*path, (node.type, node.key))
@@ -432,7 +459,7 @@ def _reconcile(conf: ClusterConf, service: str, path: Path, parent: etree._Eleme
         if element is None:
             element = edit.add_child_resource(conf, service, node.type, node.attrs, parent_path=path)
         else:
-            edit.set_child_resource_attrs(conf, service, here, _changes(element, node.attrs))
+            edit.set_child_resource_attrs(conf, service, here, _changes(element, node))
         _reconcile(conf, service, here, element, node.children)
 
 
