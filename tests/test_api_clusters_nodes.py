@@ -154,8 +154,13 @@ def test_node_actions_need_node_cmd_and_a_visible_cluster(lab, cluster) -> None:
     problem(operator.post(f"{CLUSTERS}{cluster.name}/nodes/node3/explode/"), 404, "NOT_FOUND")
     problem(operator.post(f"{CLUSTERS}{cluster.name}/nodes/node9/leave/"), 404, "NODE_NOT_FOUND")
     assert not Operation.objects.exists()
+    problem(operator.post(f"{CLUSTERS}{cluster.name}/nodes/node3/%3Cscript%3E{'x' * 80}/"), 404, "NOT_FOUND")
+    assert not Operation.objects.exists()
     refused = AuditEntry.objects.filter(result="refused", username="operator")
-    assert {(e.action, e.target) for e in refused} == {("node.explode", "node3"), ("node.leave", "node9")}
+    assert {(e.action, e.target) for e in refused} == {("node.unknown", "node3"), ("node.leave", "node9")}
+    # what the URL asked is in the detail only, truncated: never an audit action named after it
+    assert sorted(e.detail["action"] for e in refused.filter(action="node.unknown")) == [
+        "<script>" + "x" * 24, "explode"]
     # membership is its own right
     problem(operator.delete(f"{CLUSTERS}{cluster.name}/nodes/node3/"), 403, "PERMISSION_DENIED")
 
@@ -179,6 +184,15 @@ def test_import_with_the_offered_fingerprints_pins_every_node(lab, authorised) -
     body = problem(client.post(url, {"nodes": wrong}, format="json"), 409, "FINGERPRINT_MISMATCH")
     assert body["fingerprints"][lab.nodes[2].address] == lab.nodes[2].fingerprint
     assert not Cluster.objects.exists() and not Node.objects.exists()
+    # possibly a man in the middle: audited as refused, naming the address, fingerprints only (never a key)
+    entry = AuditEntry.objects.get(action="cluster.add")
+    assert entry.result == "refused" and entry.username == "importer" and entry.cluster_name == lab.cluster_name
+    assert lab.nodes[2].address in entry.message and lab.nodes[2].fingerprint in entry.message
+    assert "ssh-" not in entry.message and "ssh-" not in json.dumps(entry.detail)
+    # a wrong seed fingerprint is refused (and audited) before the seed is asked anything
+    seed_wrong = [{"address": seed.address, "fingerprint": lab.nodes[1].fingerprint}]
+    problem(client.post(url, {"nodes": seed_wrong}, format="json"), 409, "FINGERPRINT_MISMATCH")
+    assert AuditEntry.objects.filter(action="cluster.add", result="refused").count() == 2
     # all confirmed: saved with the probed host keys pinned
     right = [{"address": n.address, "port": n.port, "fingerprint": n.fingerprint} for n in lab.nodes]
     response = client.post(url, {"nodes": right}, format="json")
@@ -192,7 +206,8 @@ def test_import_with_the_offered_fingerprints_pins_every_node(lab, authorised) -
     entry = AuditEntry.objects.get(action="cluster.add", result="ok")
     assert entry.username == "importer" and entry.cluster_name == lab.cluster_name
     # a second import of the same cluster is refused
-    problem(client.post(url, {"nodes": right}, format="json"), 409, "CLUSTER_EXISTS")
+    body = problem(client.post(url, {"nodes": right}, format="json"), 409, "CLUSTER_EXISTS")
+    assert body["detail"] == "a cluster with this name is already in luci"
     assert Cluster.objects.count() == 1
 
 
@@ -240,6 +255,8 @@ def test_create_confirms_every_fingerprint_first(lab, authorised) -> None:  # ty
     nodes[0]["fingerprint"], nodes[1]["fingerprint"] = lab.nodes[0].fingerprint, lab.nodes[0].fingerprint
     problem(client.post(CLUSTERS, {"name": "fresh", "nodes": nodes}, format="json"), 409, "FINGERPRINT_MISMATCH")
     assert not Operation.objects.exists() and not Cluster.objects.exists()
+    entry = AuditEntry.objects.get(action="cluster.create")
+    assert entry.result == "refused" and entry.cluster_name == "fresh" and lab.nodes[1].address in entry.message
     problem(client.post(CLUSTERS, {"name": "bad name", "nodes": nodes}, format="json"), 400, "BAD_REQUEST")
     twice = [nodes[0], {**nodes[0], "name": "other"}]
     problem(client.post(CLUSTERS, {"name": "fresh", "nodes": twice}, format="json"), 400, "BAD_REQUEST")
@@ -258,6 +275,35 @@ def test_create_starts_the_task_and_a_node_already_in_a_cluster_fails_it(lab, au
     assert task["state"] == "failed" and "already in cluster" in task["message"], task
     assert not Cluster.objects.exists() and versions(lab) == before
     assert AuditEntry.objects.filter(action="cluster.create", result="failed").exists()
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (a probe there is refused at once)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_create_refuses_what_needs_no_node_before_probing(db, fast) -> None:  # type: ignore[no-untyped-def]
+    """The name, a cluster already in luci and the lab directory are checked before any node is probed: with a
+    node on a closed port each answer is the refusal (400/409/422), not 503 NODE_UNREACHABLE."""
+    Cluster.objects.create(name="taken")
+    client = token_client(user_with("creator", global_rights=["create_clusters"]))
+    nodes = [{"name": "n1", "address": "127.0.0.1", "port": closed_port(), "fingerprint": "SHA256:x"}]
+    problem(client.post(CLUSTERS, {"name": "bad name", "nodes": nodes}, format="json"), 400, "BAD_REQUEST")
+    body = problem(client.post(CLUSTERS, {"name": "import", "nodes": nodes}, format="json"), 400, "BAD_REQUEST")
+    assert "reserved" in body["detail"] and "\n" not in body["detail"]
+    body = problem(client.post(CLUSTERS, {"name": "taken", "nodes": nodes}, format="json"), 409, "CLUSTER_EXISTS")
+    assert body["detail"] == "a cluster with this name is already in luci"
+    body = problem(client.post(CLUSTERS, {"name": "fresh", "nodes": nodes, "lab_dir": "/tmp"}, format="json"), 422,
+                   "CLUSTER_REFUSED")
+    assert "Luci Administrator" in body["detail"]
+    assert [e.result for e in AuditEntry.objects.filter(action="cluster.create")] == ["refused", "refused"]
+    # the same request with nothing to refuse does probe: the node is unreachable
+    problem(client.post(CLUSTERS, {"name": "fresh", "nodes": nodes}, format="json"), 503, "NODE_UNREACHABLE")
+    assert not Operation.objects.exists() and list(Cluster.objects.values_list("name", flat=True)) == ["taken"]
 
 
 # -- membership: node3 deleted from the cluster, then added back -------------------------------------------------------

@@ -19,9 +19,10 @@ from luci_web.access.models import ClusterGrant
 from luci_web.audit.models import AuditEntry
 from luci_web.celery import app
 from luci_web.clusters import gateway, operations
+from luci_web.clusters.edits.nodes import add_node_edit
 from luci_web.clusters.models import Cluster, Node, Operation
-from luci_web.clusters.node_tasks import fencers, node_action
-from luci_web.console.views.nodes import add_node_edit, fence_methods
+from luci_web.clusters.node_tasks import NodeRefused, fencers, node_action, start_node_add, start_node_delete
+from luci_web.console.views.nodes import ADD_SESSION_KEY, fence_methods
 from tests.conftest import SMALL_CONF
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ1cnJpdG9idXJyaXRvYnVycml0b2J1cnJpdG9idXJyaQ"
@@ -179,6 +180,12 @@ def test_bad_requests_are_refused_audited_and_start_nothing(client, cluster, ope
         assert said in response.content.decode()
     assert not Operation.objects.exists()
     assert AuditEntry.objects.filter(result="refused").count() == 4
+    # an action luci does not have is recorded as node.unknown, what was asked only in the detail, truncated
+    client.post(url, {"action": "<script>" + "x" * 100, "node": "node1"})
+    unknown = AuditEntry.objects.filter(action="node.unknown").order_by("id")
+    assert [e.detail for e in unknown] == [{"action": "explode"}, {"action": ("<script>" + "x" * 100)[:32]}]
+    assert not AuditEntry.objects.filter(action__in=["node.explode", "node.<script>"]).exists()
+    assert len(unknown.last().message) < 120
 
 
 def test_the_task_checks_the_right_again(cluster, operator):
@@ -222,6 +229,38 @@ def test_confirming_without_a_probe_adds_nothing(client, cluster, manager):
     client.force_login(manager)
     response = client.post(reverse("console:node_add", args=[cluster.pk]), {"step": "confirm"}, follow=True)
     assert "read the node" in response.content.decode() and cluster.nodes.count() == 3
+
+
+def test_a_new_node_that_no_longer_answers_is_refused_once_audited(client, cluster, manager):
+    """The confirm step: the node probed in the first step does not answer now (start_node_add probes it again):
+    refused (400), audited once, nothing started, the confirmation forgotten."""
+    client.force_login(manager)
+    session = client.session
+    session[ADD_SESSION_KEY] = {"t1": {"name": "node4", "address": "127.0.0.1", "port": closed_port(),
+                                       "cluster": cluster.pk, "host_key": HOST_KEY, "fingerprint": "SHA256:test",
+                                       "base_version": 5}}
+    session.save()
+    response = client.post(reverse("console:node_add", args=[cluster.pk]),
+                           {"step": "confirm", "token": "t1", "name": "node4", "fingerprint": "SHA256:test"})
+    assert response.status_code == 400 and "could not be read" in response.content.decode()
+    entry = AuditEntry.objects.get(action="node.add")
+    assert entry.result == "refused" and entry.target == "node4" and "could not be read" in entry.message
+    assert not Operation.objects.exists() and not cluster.nodes.filter(name="node4").exists()
+    assert "t1" not in client.session[ADD_SESSION_KEY]
+
+
+def test_start_functions_refuse_before_starting_anything(cluster, manager):
+    with pytest.raises(NodeRefused) as refused:
+        start_node_add(cluster, manager, "node2", "127.0.0.1", closed_port(), "SHA256:test", base_version=5)
+    assert refused.value.code == "NODE_EXISTS" and "already has a node node2" in str(refused.value)
+    with pytest.raises(NodeRefused) as refused:
+        start_node_add(cluster, manager, "node4", "127.0.0.1", closed_port(), "SHA256:test", base_version=5)
+    assert refused.value.code == "NODE_UNREACHABLE" and list(refused.value.extra["unreachable"]) != []
+    assert [e.result for e in AuditEntry.objects.filter(action="node.add")] == ["refused", "refused"]
+    with pytest.raises(NodeRefused) as refused:
+        start_node_delete(cluster, manager, "node9", base_version=5)
+    assert refused.value.code == "NODE_NOT_FOUND"
+    assert not Operation.objects.exists() and not AuditEntry.objects.filter(action="node.delete").exists()
 
 
 def test_the_new_node_gets_the_next_id_its_port_and_the_shared_fence_shape():

@@ -104,8 +104,14 @@ def test_a_host_key_that_changes_between_wizard_steps_is_refused(lab: Lab, admin
     session[registry_state()] = {**session[registry_state()], "fingerprint": lab.node("node2").fingerprint}
     session.save()
     response = client.post(url, {"action": "confirm"}, follow=True)
-    assert "not the " in response.content.decode() and "nothing was saved" in response.content.decode()
+    html = response.content.decode()
+    assert "now offers another host key" in html and "nothing was saved" in html
     assert not Cluster.objects.exists()
+    # possibly a man in the middle: audited, naming the address, with fingerprints but never a key
+    entry = AuditEntry.objects.get(action="cluster.add")
+    assert entry.result == "refused" and node1.address in entry.message and entry.username == "root"
+    assert entry.detail["offered"] == node1.fingerprint
+    assert "ssh-" not in entry.message and "ssh-" not in repr(entry.detail)
 
 
 def registry_state() -> str:
@@ -178,6 +184,22 @@ def test_node_lines_and_the_first_config() -> None:
     assert 'ricci_port' not in xml.split('name="b"')[0]
     with pytest.raises(RegistryError, match="invalid cluster name"):
         registry.check_cluster_name("a-name-that-is-too-long")
+
+
+@pytest.mark.django_db
+def test_the_name_import_is_reserved(luci_home: Path) -> None:
+    """/api/v1/clusters/import/ would shadow a cluster named import: neither created nor imported."""
+    with pytest.raises(RegistryError, match="reserved") as refused:
+        registry.check_cluster_name(" import ")
+    assert "\n" not in str(refused.value)
+    assert registry.check_cluster_name("imports") == "imports"
+    admin = get_user_model().objects.create_superuser("root", password="pw-root")
+    with pytest.raises(RegistryError, match="reserved"):
+        registry.create_cluster(admin, "import", [NodeCandidate("a", "127.0.0.1", 1, "x", "y")])
+    with pytest.raises(RegistryError, match="reserved"):
+        registry.save_cluster(admin, "import", [NodeCandidate("a", "127.0.0.1", 1, "x", "y")])
+    assert not Cluster.objects.exists() and not Operation.objects.exists()
+    assert AuditEntry.objects.get(action="cluster.create").result == "refused"
 
 
 # -- create ------------------------------------------------------------------------------------------------

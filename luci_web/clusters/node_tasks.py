@@ -7,6 +7,11 @@ Join, leave and reboot run on the node itself (ricci's node.start, node.stop, no
 another node that answers, a member of the quorate partition first (node.fence runs fence_node there): a node
 cannot be trusted to fence itself. Several nodes (the whole cluster) join or leave in parallel; each node's
 progress is saved as its answer arrives.
+
+The start_* functions are the one way both front ends (the console's Nodes tab, the API) start these tasks: they
+make the checks, audit a refusal once and raise it (NodeRefused; configs' ConfigConflict, ConfigRejected,
+ConfigUnavailable; registry's FingerprintError), and queue the task; each front end turns a refusal into its own
+answer.
 """
 from __future__ import annotations
 
@@ -17,9 +22,11 @@ from django.db import IntegrityError, transaction
 
 from luci_web.audit.log import record
 from luci_web.celery import app
-from luci_web.clusters import gateway, operations
+from luci_web.clusters import gateway, operations, registry
+from luci_web.clusters.configs import ConfigConflict, ConfigRejected, ConfigUnavailable, prepare
+from luci_web.clusters.edits.nodes import add_node_edit, remove_node_edit
 from luci_web.clusters.models import Cluster, Node, Operation
-from luci_web.clusters.tasks import guarded, load
+from luci_web.clusters.tasks import enqueue, guarded, load
 from ricci_agent.protocol import UNKNOWN_FUNCTION, RicciError
 
 # action -> (ricci function, what the node's progress says while it runs, when it is done)
@@ -267,3 +274,100 @@ def node_delete(operation_id: str, node_name: str, xml: str, meta: dict[str, Any
     record(user, "node.delete", cluster=cluster, target=node_name, result="ok", message=message)
     operations.finish(op, True, message, {"push_operation": str(pushed.id), "version": outcome.get("version")})
     return {"ok": True, "push_operation": str(pushed.id)}
+
+
+# -- starting: the checks made before a task is queued, shared by the console and the API -------------------
+class NodeRefused(Exception):
+    """A node request refused before anything started: one line, and `code` for the API (UNKNOWN_ACTION,
+    NODE_NOT_FOUND, NODE_EXISTS, NODE_ACTION_REFUSED, NODE_UNREACHABLE); `extra`: the API problem's members."""
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.extra = extra
+
+
+def _refuse(user: Any, action: str, cluster: Cluster, target: str, refusal: Exception,
+            detail: dict[str, Any] | None = None) -> Exception:
+    record(user, action, cluster=cluster, target=target, detail=detail, result="refused", message=str(refusal))
+    return refusal
+
+
+def action_refusal(action: str, names: list[str], known: list[str], cluster_name: str) -> NodeRefused | None:
+    """None when `action` (join, leave, reboot, fence) may be asked of the nodes `names`, luci knowing `known` in
+    the cluster `cluster_name`; otherwise why not."""
+    if action not in NODE_ACTIONS:
+        return NodeRefused("UNKNOWN_ACTION", f"unknown node action {action[:32]!r}: join, leave, reboot or fence")
+    if not names:
+        return NodeRefused("NODE_ACTION_REFUSED", "choose at least one node")
+    if unknown := [n for n in names if n not in known]:
+        return NodeRefused("NODE_NOT_FOUND", f"luci does not know the node {unknown[0][:64]!r} in {cluster_name}")
+    if len(names) > 1 and action not in MANY_ACTIONS:
+        return NodeRefused("NODE_ACTION_REFUSED", f"{action} works on one node at a time")
+    if action == FENCE and len(known) < 2:
+        return NodeRefused("NODE_ACTION_REFUSED", "fencing needs another node to run the fence agent")
+    return None
+
+
+def start_node_action(cluster: Cluster, user: Any, action: str, names: list[str]) -> Operation:
+    """Start `action` on one node or several (node_action / nodes_action). A refusal is audited as node.<action>,
+    or node.unknown (the asked action in its detail, truncated) when it is none of NODE_ACTIONS, and raised as
+    NodeRefused; configs.QueueUnavailable when the queue is down (audited by enqueue)."""
+    refusal = action_refusal(action, names, [n.name for n in cluster.nodes.all()], cluster.name)
+    if refusal is not None:
+        known_action = action in NODE_ACTIONS
+        raise _refuse(user, f"node.{action}" if known_action else "node.unknown", cluster, ", ".join(names),
+                      refusal, None if known_action else {"action": action[:32]})
+    op = operations.start(user, f"node_{action}" if len(names) == 1 else f"nodes_{action}", cluster, names)
+    if len(names) == 1:
+        enqueue(op, user, f"node.{action}", node_action, str(op.id), action, names[0], target=names[0])
+    else:
+        enqueue(op, user, f"node.{action}", nodes_action, str(op.id), action, names, target=", ".join(names))
+    return op
+
+
+def start_node_add(cluster: Cluster, user: Any, name: str, address: str, port: int, fingerprint: str, *,
+                   base_version: int | None, reason: str = "") -> Operation:
+    """Start adding the node `name` whose agent answers at address:port and must offer the host key `fingerprint`
+    (the one the admin confirmed; it is probed again now). Refusals audited (node.add) and raised: NodeRefused
+    (NODE_EXISTS, NODE_UNREACHABLE), registry.FingerprintMismatch, registry.FingerprintRequired (`fingerprint`
+    empty: not audited, the caller shows the offered one to confirm), configs' ConfigConflict, ConfigRejected,
+    ConfigUnavailable (`base_version` None: no concurrency check); QueueUnavailable when the queue is down."""
+    if cluster.nodes.filter(name=name).exists():
+        raise _refuse(user, "node.add", cluster, name, NodeRefused("NODE_EXISTS", f"{cluster.name} already has a "
+                                                                                  f"node {name}"))
+    try:
+        host_key, offered = gateway.probe_host_key(address, port)
+    except RicciError as exc:
+        raise _refuse(user, "node.add", cluster, name, NodeRefused(
+            "NODE_UNREACHABLE", f"the node's host key could not be read: {exc.message}; nothing was done",
+            unreachable={registry.endpoint_key(address, port): exc.message})) from None
+    new = registry.NodeCandidate(name, address, port, host_key, offered)
+    registry.confirm_fingerprints([new], {registry.endpoint_key(address, port): fingerprint}, user=user,
+                                  action="node.add", cluster=cluster, target=name)
+    try:
+        _, xml = prepare(cluster, base_version, add_node_edit(name, port))
+    except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:
+        raise _refuse(user, "node.add", cluster, name, exc) from None
+    op = operations.start(user, "node_add", cluster, [*(n.name for n in cluster.nodes.all()), name])
+    enqueue(op, user, "node.add", node_add, str(op.id), name, xml, {
+        "reason": reason or f"add node {name}",
+        "node": {"address": address, "port": port, "host_key": host_key, "fingerprint": offered}}, target=name)
+    return op
+
+
+def start_node_delete(cluster: Cluster, user: Any, name: str, *, base_version: int | None,
+                      reason: str = "") -> Operation:
+    """Start deleting the node `name` from the cluster. NodeRefused NODE_NOT_FOUND (not audited: a lookup that
+    found nothing) when luci does not know it; configs' refusals audited (node.delete) and raised;
+    QueueUnavailable when the queue is down."""
+    if not cluster.nodes.filter(name=name).exists():
+        raise NodeRefused("NODE_NOT_FOUND", f"luci does not know the node {name[:64]!r} in {cluster.name}")
+    try:
+        _, xml = prepare(cluster, base_version, remove_node_edit(name))
+    except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:
+        raise _refuse(user, "node.delete", cluster, name, exc) from None
+    op = operations.start(user, "node_delete", cluster, [name])
+    enqueue(op, user, "node.delete", node_delete, str(op.id), name, xml,
+            {"reason": reason or f"delete node {name}"}, target=name)
+    return op

@@ -8,6 +8,7 @@ ever taken from a probe made by luci itself, never from what a browser sends bac
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -26,8 +27,33 @@ ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,252}")
 MAX_NODES = 64
 
 
+RESERVED_CLUSTER_NAMES = ("import",)  # /api/v1/clusters/import/ would shadow a cluster of that name
+
+
 class RegistryError(Exception):
     """Why a registry step cannot be done: one line, fit for the console's messages."""
+
+
+class ClusterExists(RegistryError):
+    """The cluster's name is taken in luci."""
+
+
+class FingerprintError(RegistryError):
+    """A node's host key fingerprint is not the one confirmed; `offered`: endpoint_key -> the fingerprint every
+    node checked offers, for the admin (or the script) to compare."""
+
+    def __init__(self, message: str, offered: dict[str, str]) -> None:
+        super().__init__(message)
+        self.offered = offered
+
+
+class FingerprintMismatch(FingerprintError):
+    """A node offers another host key than the one confirmed (another machine may answer at its address): audited
+    as refused, nothing done."""
+
+
+class FingerprintRequired(FingerprintError):
+    """Some node's fingerprint was not confirmed yet (the probe step: not audited)."""
 
 
 @dataclass
@@ -65,6 +91,29 @@ def check_cluster_name(name: str) -> str:
     if not CLUSTER_NAME.fullmatch(name):
         raise RegistryError(f"invalid cluster name {name[:40]!r}: 1 to {MAX_CLUSTER_NAME} letters, digits, '_', '.' "
                             "or '-', starting with a letter or digit")
+    _check_not_reserved(name)
+    return name
+
+
+def _check_not_reserved(name: str) -> None:
+    if name in RESERVED_CLUSTER_NAMES:
+        raise RegistryError(f"the cluster name {name!r} is reserved (luci's API uses /api/v1/clusters/{name}/): "
+                            "choose another")
+
+
+def check_new_cluster(user: Any, name: str, lab_dir: str | None = None) -> str:
+    """The checks of a new cluster that need no node: the right, the name, not in luci yet, the lab directory.
+    Made before any node is probed, so a request that will be refused never connects out; refusals audited
+    (cluster.create). Returns the name, stripped."""
+    try:
+        require_global(user, "create_clusters")
+        name = check_cluster_name(name)
+        if Cluster.objects.filter(name=name).exists():
+            raise ClusterExists(f"a cluster named {name} is already in luci")
+        check_lab_dir(user, lab_dir)
+    except Exception as exc:
+        record(user, "cluster.create", cluster=name, result="refused", message=str(exc))
+        raise
     return name
 
 
@@ -106,6 +155,46 @@ def parse_node_lines(text: str) -> list[NodeCandidate]:
     if len(found) > MAX_NODES:
         raise RegistryError(f"at most {MAX_NODES} nodes")
     return found
+
+
+# -- host keys: every node must offer the fingerprint the admin (or a script) confirmed ----------------------
+def endpoint_key(address: str, port: int) -> str:
+    """How a node's agent is named next to its fingerprint: its address, with :port when not on 11111."""
+    return address if port == DEFAULT_PORT else f"{address}:{port}"
+
+
+def confirm_fingerprints(nodes: Iterable[NodeCandidate], expected: Mapping[str, str], *, user: Any, action: str,
+                         cluster: Any = None, target: str = "") -> None:
+    """Nothing when every node (as probed now) offers the fingerprint `expected` gives for it (endpoint_key ->
+    fingerprint). Otherwise FingerprintMismatch, audited as `action` refused (the address and both fingerprints,
+    never a key): another machine may answer at that address. FingerprintRequired (not audited) when some
+    fingerprint is not given: the caller shows the offered ones to confirm."""
+    offered = {endpoint_key(n.address, n.port): n.fingerprint or "" for n in nodes}
+    wrong = [k for k in offered if expected.get(k) and expected[k] != offered[k]]
+    if wrong:
+        where = wrong[0]
+        message = (f"{where} now offers another host key ({offered[where] or 'none'}) than the one confirmed "
+                   f"({expected[where]}): nothing was saved; check that node")
+        record(user, action, cluster=cluster, target=target or where, result="refused", message=message,
+               detail={"address": where, "offered": offered[where], "confirmed": expected[where]})
+        raise FingerprintMismatch(message, offered)
+    missing = [k for k in offered if not expected.get(k)]
+    if missing:
+        raise FingerprintRequired(
+            f"confirm the host key fingerprint of every node (not given: {', '.join(missing[:5])}"
+            f"{', ...' if len(missing) > 5 else ''}); nothing was done", offered)
+
+
+def reprobe(nodes: list[NodeCandidate], *, user: Any, action: str, cluster: Any = None) -> list[NodeCandidate]:
+    """The nodes probed again now, each of which must still offer the fingerprint it carries (the one the admin
+    was shown): RegistryError when one does not answer, FingerprintMismatch (audited) when one offers another."""
+    fresh = probe_all(nodes)
+    for now in fresh:
+        if now.error:
+            raise RegistryError(f"{now.name}: {now.error}")
+    confirm_fingerprints(fresh, {endpoint_key(n.address, n.port): n.fingerprint or "" for n in nodes}, user=user,
+                         action=action, cluster=cluster)
+    return fresh
 
 
 # -- probing and discovery -----------------------------------------------------------------------------------
@@ -193,13 +282,14 @@ def save_cluster(user: Any, cluster_name: str, nodes: list[NodeCandidate]) -> Cl
     has no confirmed host key."""
     if not 0 < len(cluster_name) <= 64 or any(c.isspace() or ord(c) < 32 for c in cluster_name):
         raise RegistryError(f"invalid cluster name {cluster_name[:40]!r}")
+    _check_not_reserved(cluster_name)
     if not nodes:
         raise RegistryError("no node confirmed: a cluster needs at least one")
     for node in nodes:
         if not node.host_key or not node.fingerprint:
             raise RegistryError(f"{node.name}: no confirmed host key ({node.error or 'not probed'})")
     if Cluster.objects.filter(name=cluster_name).exists():
-        raise RegistryError(f"a cluster named {cluster_name} is already in luci")
+        raise ClusterExists(f"a cluster named {cluster_name} is already in luci")
     try:
         with transaction.atomic():
             cluster = Cluster.objects.create(name=cluster_name,
@@ -208,7 +298,9 @@ def save_cluster(user: Any, cluster_name: str, nodes: list[NodeCandidate]) -> Cl
                                            host_key=n.host_key or "", fingerprint=n.fingerprint or "")
                                       for n in nodes])
     except IntegrityError:
-        raise RegistryError(f"a cluster named {cluster_name} is already in luci (or a node is given twice)") from None
+        if Cluster.objects.filter(name=cluster_name).exists():
+            raise ClusterExists(f"a cluster named {cluster_name} is already in luci") from None
+        raise RegistryError(f"a node is given twice in {cluster_name}") from None
     from luci_web.live.publish import overview_changed
 
     overview_changed("clusters")  # no name: every logged-in user listens on the overview
@@ -236,15 +328,11 @@ def create_cluster(user: Any, name: str, nodes: list[NodeCandidate], *, lab_dir:
     """Start creating a new cluster on `nodes` (confirmed host keys, agents with no configuration yet): the task
     luci.create_cluster distributes trust and the cluster key, pushes the first cluster.conf and starts every
     node. `lab_dir`: the nodes are the local lab's (ricci_agent.lab), fenced by its fence_lab device."""
+    name = check_new_cluster(user, name, lab_dir)
     try:
-        require_global(user, "create_clusters")
-        name = check_cluster_name(name)
-        if Cluster.objects.filter(name=name).exists():
-            raise RegistryError(f"a cluster named {name} is already in luci")
         for node in nodes:
             if not node.host_key:
                 raise RegistryError(f"{node.name}: no confirmed host key ({node.error or 'not probed'})")
-        check_lab_dir(user, lab_dir)
         first_config(name, nodes, lab_dir)  # refuse a configuration that would not validate before starting
     except Exception as exc:
         record(user, "cluster.create", cluster=name, result="refused", message=str(exc))

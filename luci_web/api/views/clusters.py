@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 from django.http import HttpResponse
@@ -18,7 +17,14 @@ from luci_web.api.problems import Problem, problem_responses
 from luci_web.api.serializers import ClusterSerializer, StatusSerializer, TaskSerializer
 from luci_web.clusters import registry
 from luci_web.clusters.models import Cluster
-from luci_web.clusters.registry import NodeCandidate, RegistryError
+from luci_web.clusters.registry import (
+    ClusterExists,
+    FingerprintMismatch,
+    FingerprintRequired,
+    NodeCandidate,
+    RegistryError,
+    endpoint_key,
+)
 from luci_web.clusters.status import read_status, summary
 from luci_web.clusters.tasks import QUEUE_DOWN
 from ricci_agent.protocol import DEFAULT_PORT
@@ -31,9 +37,7 @@ def cluster_dict(cluster: Cluster, rights: frozenset[str]) -> dict[str, Any]:
 
 
 # -- host keys: a script confirms each node's fingerprint, as an admin does in the console -------------------
-def endpoint_key(address: str, port: int) -> str:
-    """How a node is named in `fingerprints`: its address, with :port when its agent is not on 11111."""
-    return address if port == DEFAULT_PORT else f"{address}:{port}"
+CLUSTER_EXISTS = "a cluster with this name is already in luci"
 
 
 def probed(nodes: list[NodeCandidate]) -> list[NodeCandidate]:
@@ -47,30 +51,19 @@ def probed(nodes: list[NodeCandidate]) -> list[NodeCandidate]:
     return fresh
 
 
-def confirm_fingerprints(nodes: Iterable[NodeCandidate], expected: dict[str, str]) -> None:
-    """Nothing when every node offers the fingerprint the request gives for it (`expected`: endpoint_key ->
-    fingerprint); otherwise 409 FINGERPRINT_MISMATCH (one differs) or FINGERPRINT_REQUIRED (some not given), with
-    `fingerprints`: what every node offers, for the script to compare and send back."""
-    offered = {endpoint_key(n.address, n.port): n.fingerprint or "" for n in nodes}
-    wrong = [k for k in offered if expected.get(k) and expected[k] != offered[k]]
-    if wrong:
-        raise Problem(409, "FINGERPRINT_MISMATCH",
-                      f"{wrong[0]} offers host key {offered[wrong[0]]}, not the {expected[wrong[0]]} given: nothing "
-                      "was done; check that node", fingerprints=offered)
-    missing = [k for k in offered if not expected.get(k)]
-    if missing:
-        raise Problem(409, "FINGERPRINT_REQUIRED",
-                      f"confirm the host key fingerprint of every node (not given: {', '.join(missing[:5])}"
-                      f"{', ...' if len(missing) > 5 else ''}): compare `fingerprints` with the nodes' keys and send "
-                      "them; nothing was done", fingerprints=offered)
-
-
-def registry_problem(exc: RegistryError, name: str) -> Problem:
-    """A refusal of luci.clusters.registry (audited there) as a problem."""
+def registry_problem(exc: RegistryError) -> Problem:
+    """A refusal of luci_web.clusters.registry (audited there, when it audits) as a problem: a fingerprint not
+    confirmed is 409 FINGERPRINT_REQUIRED / FINGERPRINT_MISMATCH with `fingerprints` (endpoint -> what every node
+    offers, for the script to compare and send back)."""
+    if isinstance(exc, FingerprintMismatch):
+        return Problem(409, "FINGERPRINT_MISMATCH", str(exc), fingerprints=exc.offered)
+    if isinstance(exc, FingerprintRequired):
+        return Problem(409, "FINGERPRINT_REQUIRED", f"{exc}; compare `fingerprints` with the nodes' keys and "
+                       "send them", fingerprints=exc.offered)
+    if isinstance(exc, ClusterExists):
+        return Problem(409, "CLUSTER_EXISTS", CLUSTER_EXISTS)
     if str(exc) == QUEUE_DOWN:
         return Problem(503, "QUEUE_UNAVAILABLE", QUEUE_DOWN)
-    if Cluster.objects.filter(name=name).exists():
-        return Problem(409, "CLUSTER_EXISTS", f"a cluster named {name} is already in luci")
     return Problem(422, "CLUSTER_REFUSED", str(exc))
 
 
@@ -168,19 +161,27 @@ class ClusterList(ApiView):
         operation_id="clusters_create", request=NewClusterSerializer,
         responses={202: TaskSerializer, **problem_responses(409, 422, 503)},
         summary="Create a new cluster on nodes whose agents hold no configuration yet",
-        description="Every node's agent is probed; each must offer the fingerprint given for it (else 409 "
+        description="The name (the name `import` is reserved), a cluster of that name in luci (409 CLUSTER_EXISTS) "
+                    "and `lab_dir` (422) are checked first, before any node is contacted. "
+                    "Every node's agent is then probed; each must offer the fingerprint given for it (else 409 "
                     "FINGERPRINT_REQUIRED or FINGERPRINT_MISMATCH with `fingerprints`: address -> offered, and "
-                    "nothing is done). The task (kind create_cluster) makes the agents trust each other, gives "
+                    "nothing is done; a mismatch is audited). The task (kind create_cluster) makes the agents "
+                    "trust each other, gives "
                     "them one cluster key, pushes the first cluster.conf, starts every node and then saves the "
                     "cluster in luci.")
     def post(self, request: Request) -> Response:
         body = validated(NewClusterSerializer, request.data)
-        nodes = probed([NodeCandidate(n["name"], n["address"], n["port"]) for n in body["nodes"]])
-        confirm_fingerprints(nodes, {endpoint_key(n["address"], n["port"]): n["fingerprint"] for n in body["nodes"]})
-        try:
-            op = registry.create_cluster(request.user, body["name"], nodes, lab_dir=body.get("lab_dir"))
+        try:  # what needs no node first: a request that will be refused never connects out
+            name = registry.check_new_cluster(request.user, body["name"], body.get("lab_dir"))
         except RegistryError as exc:
-            raise registry_problem(exc, body["name"]) from None
+            raise registry_problem(exc) from None
+        nodes = probed([NodeCandidate(n["name"], n["address"], n["port"]) for n in body["nodes"]])
+        expected = {endpoint_key(n["address"], n["port"]): n["fingerprint"] for n in body["nodes"]}
+        try:
+            registry.confirm_fingerprints(nodes, expected, user=request.user, action="cluster.create", cluster=name)
+            op = registry.create_cluster(request.user, name, nodes, lab_dir=body.get("lab_dir"))
+        except RegistryError as exc:
+            raise registry_problem(exc) from None
         return accepted(op)
 
 
@@ -199,7 +200,10 @@ class ClusterImport(ApiView):
         given = body["nodes"]
         expected = {endpoint_key(n["address"], n["port"]): n["fingerprint"] for n in given}
         seed = probed([NodeCandidate("seed", given[0]["address"], given[0]["port"])])[0]
-        confirm_fingerprints([seed], expected)
+        try:
+            registry.confirm_fingerprints([seed], expected, user=request.user, action="cluster.add")
+        except RegistryError as exc:
+            raise registry_problem(exc) from None
         try:
             found = registry.discover(seed.address, seed.port, seed.host_key or "")
         except RegistryError as exc:
@@ -210,11 +214,12 @@ class ClusterImport(ApiView):
             key = endpoint_key(member.address, member.port)
             if not expected.get(key) and by_name.get(member.name):
                 expected[key] = by_name[member.name]
-        confirm_fingerprints(picked, expected)
         try:
+            registry.confirm_fingerprints(picked, expected, user=request.user, action="cluster.add",
+                                          cluster=found.cluster_name)
             cluster = registry.add_existing(request.user, found.cluster_name, picked)
         except RegistryError as exc:
-            raise registry_problem(exc, found.cluster_name) from None
+            raise registry_problem(exc) from None
         response = Response(cluster_dict(cluster, cluster_rights(request.user, cluster)) | {"left_out": left_out},
                             status=201)
         response["Location"] = reverse("api:cluster_detail", args=[cluster.name])

@@ -15,22 +15,21 @@ from rest_framework.response import Response
 from luci_web.api.base import ClusterApiView, accepted, if_match, reason_of
 from luci_web.api.problems import Problem, problem_responses
 from luci_web.api.serializers import TaskSerializer
-from luci_web.api.views.clusters import EndpointSerializer, confirm_fingerprints, endpoint_key, validated
-from luci_web.audit.log import record
-from luci_web.clusters import gateway, operations
-from luci_web.clusters.configs import ConfigConflict, ConfigRejected, ConfigUnavailable, prepare
-from luci_web.clusters.edits.nodes import (
-    NODE_NAME,
-    action_problem,
-    add_node_edit,
-    node_rows,
-    remove_node_edit,
+from luci_web.api.views.clusters import EndpointSerializer, registry_problem, validated
+from luci_web.clusters.edits.nodes import NODE_NAME, node_rows
+from luci_web.clusters.node_tasks import (
+    NODE_ACTIONS,
+    NodeRefused,
+    start_node_action,
+    start_node_add,
+    start_node_delete,
 )
-from luci_web.clusters.models import Cluster
-from luci_web.clusters.node_tasks import NODE_ACTIONS, node_action, node_add, node_delete
-from luci_web.clusters.registry import NodeCandidate
-from luci_web.clusters.tasks import enqueue
-from ricci_agent.protocol import RicciError
+from luci_web.clusters.registry import RegistryError
+
+# NodeRefused's code -> (status, the problem's code)
+REFUSALS = {"UNKNOWN_ACTION": (404, "NOT_FOUND"), "NODE_NOT_FOUND": (404, "NODE_NOT_FOUND"),
+            "NODE_EXISTS": (409, "NODE_EXISTS"), "NODE_ACTION_REFUSED": (409, "NODE_ACTION_REFUSED"),
+            "NODE_UNREACHABLE": (503, "NODE_UNREACHABLE")}
 
 
 class NodeSerializer(serializers.Serializer):
@@ -79,20 +78,10 @@ def node_dict(row: dict[str, Any], cluster: str) -> dict[str, Any]:
             "message": row["message"]}
 
 
-def refused(request: Request, cluster: Cluster, action: str, target: str, problem: Problem) -> Problem:
-    """A write refused after its request was understood: audited (as the console audits it), then answered."""
-    record(request.user, action, cluster=cluster, target=target, result="refused", message=str(problem.detail))
-    return problem
-
-
-def prepared(request: Request, cluster: Cluster, action: str, target: str, edit: Any) -> str:
-    """The new configuration's XML (If-Match's version, when given, must be the current one); refusals audited and
-    raised (the exception handler answers 412, 422, 404, 409 or 503)."""
-    try:
-        return prepare(cluster, if_match(request), edit)[1]
-    except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:
-        record(request.user, action, cluster=cluster, target=target, result="refused", message=str(exc))
-        raise
+def node_problem(exc: NodeRefused) -> Problem:
+    """A refusal of node_tasks' start_* (audited there, when it audits) as a problem."""
+    status, code = REFUSALS.get(exc.code, (409, exc.code))
+    return Problem(status, code, str(exc), **exc.extra)
 
 
 class NodeList(ClusterApiView):
@@ -114,31 +103,14 @@ class NodeList(ClusterApiView):
                     "and only then saves it in luci.")
     def post(self, request: Request, cluster: str) -> Response:
         body = validated(NewNodeSerializer, request.data)
-        name, address, port = body["name"], body["address"], body["port"]
-        c = self.cluster
-        if c.nodes.filter(name=name).exists():
-            raise refused(request, c, "node.add", name,
-                          Problem(409, "NODE_EXISTS", f"{c.name} already has a node {name}"))
+        name = body["name"]
         try:
-            host_key, fingerprint = gateway.probe_host_key(address, port)
-        except RicciError as exc:
-            raise refused(request, c, "node.add", name, Problem(
-                503, "NODE_UNREACHABLE", f"the node's host key could not be read: {exc.message}; nothing was done",
-                unreachable={endpoint_key(address, port): exc.message})) from None
-        offered = NodeCandidate(name, address, port, host_key, fingerprint)
-        if body["fingerprint"]:
-            try:
-                confirm_fingerprints([offered], {endpoint_key(address, port): body["fingerprint"]})
-            except Problem as problem:
-                raise refused(request, c, "node.add", name, problem) from None
-        else:
-            confirm_fingerprints([offered], {})  # 409 FINGERPRINT_REQUIRED: as the console's probe step, not audited
-        xml = prepared(request, c, "node.add", name, add_node_edit(name, port))
-        op = operations.start(request.user, "node_add", c, [*(n.name for n in c.nodes.all()), name])
-        enqueue(op, request.user, "node.add", node_add, str(op.id), name, xml, {
-            "reason": reason_of(request) or f"add node {name}",
-            "node": {"address": address, "port": port, "host_key": host_key, "fingerprint": fingerprint}},
-            target=name)
+            op = start_node_add(self.cluster, request.user, name, body["address"], body["port"], body["fingerprint"],
+                                base_version=if_match(request), reason=reason_of(request) or f"add node {name}")
+        except NodeRefused as exc:
+            raise node_problem(exc) from None
+        except RegistryError as exc:  # FINGERPRINT_REQUIRED / FINGERPRINT_MISMATCH
+            raise registry_problem(exc) from None
         return accepted(op)
 
 
@@ -163,13 +135,11 @@ class NodeDetail(ClusterApiView):
         description="The task (kind node_delete) stops the node's cluster daemons, pushes the configuration "
                     "without it and only then forgets it in luci.")
     def delete(self, request: Request, cluster: str, node: str) -> Response:
-        c = self.cluster
-        if not c.nodes.filter(name=node).exists():
-            raise Problem(404, "NODE_NOT_FOUND", f"luci does not know the node {node[:64]!r} in {c.name}")
-        xml = prepared(request, c, "node.delete", node, remove_node_edit(node))
-        op = operations.start(request.user, "node_delete", c, [node])
-        enqueue(op, request.user, "node.delete", node_delete, str(op.id), node, xml,
-                {"reason": reason_of(request) or f"delete node {node}"}, target=node)
+        try:
+            op = start_node_delete(self.cluster, request.user, node, base_version=if_match(request),
+                                   reason=reason_of(request) or f"delete node {node}")
+        except NodeRefused as exc:
+            raise node_problem(exc) from None
         return accepted(op)
 
 
@@ -180,21 +150,10 @@ class NodeAction(ClusterApiView):
                                      description="join or leave the cluster, reboot, or be fenced by another node")],
         summary="Join, leave, reboot or fence one node (node_cmd)")
     def post(self, request: Request, cluster: str, node: str, action: str) -> Response:
-        c = self.cluster
-        known = [n.name for n in c.nodes.all()]
-        problem = action_problem(action, [node], known, c.name)
-        if problem:
-            if action not in NODE_ACTIONS:
-                answer = Problem(404, "NOT_FOUND", f"no node action {action[:32]!r}: join, leave, reboot or fence")
-            elif node not in known:
-                answer = Problem(404, "NODE_NOT_FOUND", problem)
-            else:
-                answer = Problem(409, "NODE_ACTION_REFUSED", problem)
-            record(request.user, f"node.{action[:32] or '?'}", cluster=c, target=node, result="refused",
-                   message=problem)
-            raise answer
-        op = operations.start(request.user, f"node_{action}", c, [node])
-        enqueue(op, request.user, f"node.{action}", node_action, str(op.id), action, node, target=node)
+        try:
+            op = start_node_action(self.cluster, request.user, action, [node])
+        except NodeRefused as exc:
+            raise node_problem(exc) from None
         return accepted(op)
 
 

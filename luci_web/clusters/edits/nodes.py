@@ -1,6 +1,6 @@
 """Nodes, shared by the console's Nodes tab and the API: the edits that add a node to cluster.conf and remove one,
-the checks on a new node's fields and on a node action's request, and the node rows read from the watcher's last
-status (luci's own node rows merged in)."""
+the patterns a new node's fields must match, and the node rows read from the watcher's last status (luci's own
+node rows merged in). The checks made before a node task starts are luci_web.clusters.node_tasks' start_*."""
 from __future__ import annotations
 
 import re
@@ -9,7 +9,6 @@ from typing import Any
 
 from cluster_conf import ClusterConf, edit, model
 from luci_web.clusters.models import Cluster
-from luci_web.clusters.node_tasks import MANY_ACTIONS, NODE_ACTIONS
 
 DEFAULT_PORT = 11111
 NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
@@ -41,23 +40,6 @@ def node_rows(cluster: Cluster) -> list[dict[str, Any]]:
                      "master": False, "config_version": None, "version_differs": False, "agent": agent,
                      "message": "not in the last status reading"})
     return rows
-
-
-# -- checks --------------------------------------------------------------------------------------------------
-def action_problem(action: str, names: list[str], known: list[str], cluster_name: str) -> str:
-    """'' when `action` (join, leave, reboot, fence) may be asked of the nodes `names`, luci knowing `known` in
-    the cluster `cluster_name`; otherwise one line saying why not."""
-    if action not in NODE_ACTIONS:
-        return f"unknown node action {action!r}"
-    if not names:
-        return "choose at least one node"
-    if unknown := [n for n in names if n not in known]:
-        return f"luci does not know the node {unknown[0]!r} in {cluster_name}"
-    if len(names) > 1 and action not in MANY_ACTIONS:
-        return f"{action} works on one node at a time"
-    if action == "fence" and len(known) < 2:
-        return "fencing needs another node to run the fence agent"
-    return ""
 
 
 # -- the edits -----------------------------------------------------------------------------------------------

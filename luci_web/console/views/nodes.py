@@ -16,27 +16,24 @@ from django.views.decorators.http import require_POST
 from cluster_conf import ClusterConf, model
 from cluster_conf.schema import is_secret
 from luci_web.audit.log import record
-from luci_web.clusters import gateway, operations
+from luci_web.clusters import gateway
 from luci_web.clusters.configs import (
     ConfigConflict,
     ConfigRejected,
     ConfigUnavailable,
     QueueUnavailable,
     fetch,
-    prepare,
 )
-from luci_web.clusters.edits.nodes import (
-    ADDRESS,
-    DEFAULT_PORT,
-    NODE_NAME,
-    action_problem,
-    add_node_edit,
-    node_rows,
-    remove_node_edit,
-)
+from luci_web.clusters.edits.nodes import ADDRESS, DEFAULT_PORT, NODE_NAME, node_rows
 from luci_web.clusters.models import Cluster
-from luci_web.clusters.node_tasks import MANY_ACTIONS, node_action, node_add, node_delete, nodes_action
-from luci_web.clusters.tasks import enqueue
+from luci_web.clusters.node_tasks import (
+    MANY_ACTIONS,
+    NodeRefused,
+    start_node_action,
+    start_node_add,
+    start_node_delete,
+)
+from luci_web.clusters.registry import RegistryError
 from luci_web.clusters.values import whole_number
 from luci_web.console.views.common import cluster_view, render_tab, tab_context
 from ricci_agent.protocol import RicciError
@@ -103,23 +100,13 @@ def act(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[
     """One node (`node`) or several (`node` repeated; `scope=all`: every node) join, leave, reboot or are fenced.
     Starts an Operation and its task, then shows the operation's page."""
     action = request.POST.get("action", "")
-    known = [n.name for n in cluster.nodes.all()]
-    names = known if request.POST.get("scope") == "all" else list(dict.fromkeys(request.POST.getlist("node")))
-    problem = action_problem(action, names, known, cluster.name)
-    if problem:
-        record(request.user, f"node.{action or '?'}", cluster=cluster, target=", ".join(names), result="refused",
-               message=problem)
-        messages.error(request, problem)
-        return redirect("console:nodes", cluster.pk)
-    kind = f"node_{action}" if len(names) == 1 else f"nodes_{action}"
-    op = operations.start(request.user, kind, cluster, names)
+    if request.POST.get("scope") == "all":
+        names = [n.name for n in cluster.nodes.all()]
+    else:
+        names = list(dict.fromkeys(request.POST.getlist("node")))
     try:
-        if len(names) == 1:
-            enqueue(op, request.user, f"node.{action}", node_action, str(op.id), action, names[0], target=names[0])
-        else:
-            enqueue(op, request.user, f"node.{action}", nodes_action, str(op.id), action, names,
-                    target=", ".join(names))
-    except QueueUnavailable as exc:
+        op = start_node_action(cluster, request.user, action, names)
+    except (NodeRefused, QueueUnavailable) as exc:  # audited there
         messages.error(request, str(exc))
         return redirect("console:nodes", cluster.pk)
     return redirect("console:operation", op.id)
@@ -155,8 +142,14 @@ def _posted_version(data: Any) -> int | None:
 
 def _refused(request: HttpRequest, cluster: Cluster, rights, template: str, action: str, target: str,  # type: ignore[no-untyped-def]
              exc: Exception | str, status: int = 409, **extra: Any) -> HttpResponse:
-    """A change the cluster (or luci) refused: audited, and shown on the page with its reports or the diff."""
+    """A change luci refused here: audited, and shown on the page."""
     record(request.user, action, cluster=cluster, target=target, result="refused", message=str(exc))
+    return _shown_refusal(request, cluster, rights, template, exc, status, **extra)
+
+
+def _shown_refusal(request: HttpRequest, cluster: Cluster, rights, template: str,  # type: ignore[no-untyped-def]
+                   exc: Exception | str, status: int = 409, **extra: Any) -> HttpResponse:
+    """A change the cluster (or luci) refused, audited already: shown on the page with its reports or the diff."""
     response = render_tab(request, cluster, rights, "nodes", template, refusal=str(exc),
                           reports=getattr(exc, "reports", []), diff=getattr(exc, "diff_text", ""), **extra)
     response.status_code = status
@@ -218,17 +211,10 @@ def add(request: HttpRequest, cluster, rights) -> HttpResponse:  # type: ignore[
 
 
 def _confirmation_problem(request: HttpRequest, probed: dict[str, Any]) -> str:
-    """'' when the confirmed page, the session's probe and a fresh probe all show the same node and key."""
+    """'' when the confirmed page shows the node and key of the session's probe (start_node_add probes it again)."""
     posted = {k: (request.POST.get(k) or "").strip() for k in ("name", "fingerprint")}
     if posted["name"] != probed["name"] or posted["fingerprint"] != probed["fingerprint"]:
         return "the confirmation does not match the host key luci read for this node; read it again"
-    try:
-        _, fingerprint = gateway.probe_host_key(probed["address"], int(probed["port"]))
-    except RicciError as exc:
-        return f"the node's host key could not be read again: {exc.message}"
-    if fingerprint != probed["fingerprint"]:
-        return (f"the node now offers another host key ({fingerprint}) than the one you confirmed "
-                f"({probed['fingerprint']}); nothing was saved: compare it on the node and read it again")
     return ""
 
 
@@ -242,28 +228,34 @@ def _add_confirmed(request: HttpRequest, cluster: Cluster, rights) -> HttpRespon
     name, address, port = probed["name"], probed["address"], int(probed["port"])
     shown = {"fields": probed, "fingerprint": probed["fingerprint"], "base_version": probed.get("base_version"),
              "token": token}
-    if problem := _confirmation_problem(request, probed):
-        del pending[token]
+    template = "console/node_add_confirm.html"
+
+    def forget() -> None:
+        pending.pop(token, None)
         _keep_pending(request, pending)
-        return _refused(request, cluster, rights, "console/node_add_confirm.html", "node.add", name, problem,
-                        status=400, **{**shown, "token": ""})
-    if cluster.nodes.filter(name=name).exists():
-        return _refused(request, cluster, rights, "console/node_add_confirm.html", "node.add", name,
-                        f"{cluster.name} already has a node {name}", **shown)
+
+    if problem := _confirmation_problem(request, probed):
+        forget()
+        return _refused(request, cluster, rights, template, "node.add", name, problem, status=400,
+                        **{**shown, "token": ""})
     try:
-        _, xml = prepare(cluster, probed["base_version"], add_node_edit(name, port))
-    except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:
-        return _refused(request, cluster, rights, "console/node_add_confirm.html", "node.add", name, exc, **shown)
-    del pending[token]
-    _keep_pending(request, pending)
-    op = operations.start(request.user, "node_add", cluster, [*(n.name for n in cluster.nodes.all()), name])
-    try:
-        enqueue(op, request.user, "node.add", node_add, str(op.id), name, xml, {"reason": f"add node {name}", "node": {
-            "address": address, "port": port, "host_key": probed["host_key"], "fingerprint": probed["fingerprint"]}},
-            target=name)
+        op = start_node_add(cluster, request.user, name, address, port, probed["fingerprint"],
+                            base_version=probed["base_version"], reason=f"add node {name}")
+    except NodeRefused as exc:  # every refusal below is audited by start_node_add
+        if exc.code == "NODE_EXISTS":
+            return _shown_refusal(request, cluster, rights, template, exc, **shown)
+        forget()  # the node did not answer again: read its key again
+        return _shown_refusal(request, cluster, rights, template, exc, status=400, **{**shown, "token": ""})
+    except RegistryError as exc:  # it offers another host key than the one confirmed
+        forget()
+        return _shown_refusal(request, cluster, rights, template, exc, status=400, **{**shown, "token": ""})
     except QueueUnavailable as exc:
+        forget()
         messages.error(request, str(exc))
         return redirect("console:nodes", cluster.pk)
+    except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:
+        return _shown_refusal(request, cluster, rights, template, exc, **shown)
+    forget()
     return redirect("console:operation", op.id)
 
 
@@ -285,17 +277,13 @@ def delete(request: HttpRequest, cluster, rights, name: str) -> HttpResponse:  #
         return _refused(request, cluster, rights, "console/node_delete.html", "node.delete", name, STALE_PAGE,
                         status=400, node=node, base_version=None)
     try:
-        _, xml = prepare(cluster, base_version, remove_node_edit(name))
-    except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:
-        return _refused(request, cluster, rights, "console/node_delete.html", "node.delete", name, exc, node=node,
-                        base_version=base_version)
-    op = operations.start(request.user, "node_delete", cluster, [name])
-    try:
-        enqueue(op, request.user, "node.delete", node_delete, str(op.id), name, xml, {"reason": f"delete node {name}"},
-                target=name)
-    except QueueUnavailable as exc:
+        op = start_node_delete(cluster, request.user, name, base_version=base_version, reason=f"delete node {name}")
+    except (NodeRefused, QueueUnavailable) as exc:
         messages.error(request, str(exc))
         return redirect("console:nodes", cluster.pk)
+    except (ConfigConflict, ConfigRejected, ConfigUnavailable) as exc:  # audited by start_node_delete
+        return _shown_refusal(request, cluster, rights, "console/node_delete.html", exc, node=node,
+                              base_version=base_version)
     return redirect("console:operation", op.id)
 
 

@@ -1,6 +1,7 @@
 """Create a cluster, add an existing one, remove one from luci. The wizards keep their state in the session
 (server side); host keys are only ever those luci probed itself, and every node is probed again when the admin
-submits, so a key that changed between the steps is refused. The work is in luci_web.clusters.registry."""
+submits, so a key that changed between the steps is refused (and audited). The work is in
+luci_web.clusters.registry."""
 from __future__ import annotations
 
 from typing import Any
@@ -20,19 +21,6 @@ from ricci_agent.protocol import DEFAULT_PORT
 
 ADD_STATE = "luci.cluster_add"
 CREATE_STATE = "luci.cluster_create"
-
-
-def _reprobe(nodes: list[NodeCandidate]) -> list[NodeCandidate]:
-    """The nodes probed again now; RegistryError when one does not answer or offers another key than the one the
-    admin was shown."""
-    fresh = registry.probe_all(nodes)
-    for before, now in zip(nodes, fresh, strict=True):
-        if now.error:
-            raise RegistryError(f"{now.name}: {now.error}")
-        if now.fingerprint != before.fingerprint:
-            raise RegistryError(f"{now.name} ({now.address}:{now.port}) now offers host key {now.fingerprint}, not "
-                                f"the {before.fingerprint} you were shown: nothing was saved; check that node")
-    return fresh
 
 
 def _luci_key() -> str:
@@ -59,8 +47,9 @@ def cluster_add(request: HttpRequest) -> HttpResponse:
                 _key, shown = registry.probe(address, port)
                 request.session[ADD_STATE] = {"step": 2, "address": address, "port": port, "fingerprint": shown}
             elif action == "confirm" and state.get("step") == 2:
-                seed = _reprobe([NodeCandidate("seed", state["address"], state["port"],
-                                               fingerprint=state["fingerprint"])])[0]
+                seed = registry.reprobe([NodeCandidate("seed", state["address"], state["port"],
+                                                       fingerprint=state["fingerprint"])],
+                                        user=request.user, action="cluster.add")[0]
                 found = registry.discover(seed.address, seed.port, seed.host_key or "")
                 request.session[ADD_STATE] = {**state, "step": 3, "cluster_name": found.cluster_name,
                                               "config_version": found.config_version,
@@ -85,7 +74,7 @@ def _add_confirmed(request: HttpRequest, state: dict[str, Any]) -> HttpResponse:
     picked = [n for n in known if n.name in chosen and n.host_key]
     if not picked:
         raise RegistryError("confirm at least one node's fingerprint")
-    fresh = _reprobe(picked)
+    fresh = registry.reprobe(picked, user=request.user, action="cluster.add", cluster=state["cluster_name"])
     cluster = registry.add_existing(request.user, state["cluster_name"], fresh)
     request.session.pop(ADD_STATE, None)
     left = len(known) - len(picked)
@@ -120,7 +109,8 @@ def cluster_create(request: HttpRequest) -> HttpResponse:
                 if unconfirmed:
                     raise RegistryError(f"confirm the fingerprint of every node (not confirmed: "
                                         f"{', '.join(unconfirmed)})")
-                op = registry.create_cluster(request.user, state["name"], _reprobe(nodes), lab_dir=state["lab_dir"])
+                fresh = registry.reprobe(nodes, user=request.user, action="cluster.create", cluster=state["name"])
+                op = registry.create_cluster(request.user, state["name"], fresh, lab_dir=state["lab_dir"])
                 request.session.pop(CREATE_STATE, None)
                 return redirect("console:operation", op.pk)
             elif action == "back":
