@@ -7,10 +7,12 @@ another test run.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ricci_agent.lab import AGENT_PORT, Lab, LabNode, free_block
 
@@ -99,3 +101,15 @@ def tear_down(lab: Lab) -> None:
             for pid in node_processes(node):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, 9)
+
+
+@contextlib.contextmanager
+def lab_up(directory: Path, nodes: int = 3, **up: Any) -> Iterator[Lab]:
+    """A lab of `nodes` nodes in `directory` on a free loopback block, up for the block and torn down after it
+    (tear_down: nothing left running, even on failure). `up`: Lab.up's other options (no_daemons, services...)."""
+    lab = Lab(directory)
+    try:
+        lab.up(nodes=nodes, first_address=free_block(nodes), **up)
+        yield lab
+    finally:
+        tear_down(lab)

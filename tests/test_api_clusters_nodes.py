@@ -28,15 +28,10 @@ CLUSTERS = "/api/v1/clusters/"
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Three nodes with their cluster daemons running (no services)."""
-    from ricci_agent.lab import Lab, free_block
-    from tests.ricci_fixtures import tear_down
+    from tests.ricci_fixtures import lab_up
 
-    lab = Lab(tmp_path_factory.mktemp("apinodes") / "lab")
-    try:
-        lab.up(nodes=3, first_address=free_block(3), services=False)
+    with lab_up(tmp_path_factory.mktemp("apinodes") / "lab", 3, services=False) as lab:
         yield lab
-    finally:
-        tear_down(lab)
 
 
 @pytest.fixture

@@ -27,15 +27,10 @@ FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    from ricci_agent.lab import Lab, free_block
-    from tests.ricci_fixtures import tear_down
+    from tests.ricci_fixtures import lab_up
 
-    lab = Lab(tmp_path_factory.mktemp("apicfg") / "lab")
-    try:
-        lab.up(nodes=2, first_address=free_block(2), no_daemons=True)
+    with lab_up(tmp_path_factory.mktemp("apicfg") / "lab", 2, no_daemons=True) as lab:
         yield lab
-    finally:
-        tear_down(lab)
 
 
 @pytest.fixture

@@ -92,15 +92,10 @@ def test_events_need_the_view_right(events_cluster) -> None:  # type: ignore[no-
 @pytest.fixture(scope="module")
 def fence_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     pytest.importorskip("paramiko", reason="paramiko is not installed (pip install -e .[node])")
-    from ricci_agent.lab import Lab, free_block
-    from tests.ricci_fixtures import tear_down
+    from tests.ricci_fixtures import lab_up
 
-    lab = Lab(tmp_path_factory.mktemp("apifence") / "lab")
-    try:
-        lab.up(nodes=2, first_address=free_block(2), no_daemons=True)
+    with lab_up(tmp_path_factory.mktemp("apifence") / "lab", 2, no_daemons=True) as lab:
         yield lab
-    finally:
-        tear_down(lab)
 
 
 @pytest.mark.slow

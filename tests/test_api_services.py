@@ -94,15 +94,10 @@ def test_bad_trees_and_attributes_name_the_field():
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     pytest.importorskip("paramiko", reason="paramiko is not installed (pip install -e .[node])")
-    from ricci_agent.lab import Lab, free_block
-    from tests.ricci_fixtures import tear_down
+    from tests.ricci_fixtures import lab_up
 
-    lab = Lab(tmp_path_factory.mktemp("apisvc") / "lab")
-    try:
-        lab.up(nodes=3, first_address=free_block(3))
+    with lab_up(tmp_path_factory.mktemp("apisvc") / "lab", 3) as lab:
         yield lab
-    finally:
-        tear_down(lab)
 
 
 def webservice(row: Any) -> dict[str, Any]:

@@ -134,15 +134,10 @@ def test_reports_go_next_to_their_fields() -> None:
 # -- views with a real lab ------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def cfg_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator:  # type: ignore[type-arg]
-    from ricci_agent.lab import Lab, free_block
-    from tests.ricci_fixtures import tear_down
+    from tests.ricci_fixtures import lab_up
 
-    lab = Lab(tmp_path_factory.mktemp("cfglab") / "lab")
-    try:
-        lab.up(nodes=2, first_address=free_block(2), no_daemons=True)
+    with lab_up(tmp_path_factory.mktemp("cfglab") / "lab", 2, no_daemons=True) as lab:
         yield lab
-    finally:
-        tear_down(lab)
 
 
 @pytest.fixture

@@ -27,15 +27,10 @@ FAKE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ5"
 # -- fixtures ---------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fix_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator:  # type: ignore[type-arg]
-    from ricci_agent.lab import Lab, free_block
-    from tests.ricci_fixtures import tear_down
+    from tests.ricci_fixtures import lab_up
 
-    lab = Lab(tmp_path_factory.mktemp("fixlab") / "lab")
-    try:
-        lab.up(nodes=2, first_address=free_block(2), no_daemons=True)
+    with lab_up(tmp_path_factory.mktemp("fixlab") / "lab", 2, no_daemons=True) as lab:
         yield lab
-    finally:
-        tear_down(lab)
 
 
 @pytest.fixture

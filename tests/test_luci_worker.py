@@ -321,15 +321,10 @@ class Stack:
 @pytest.fixture(scope="module")
 def worker_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """Two real ricci agents on a free 127.x block, no cluster daemons; stopped even on failure."""
-    from ricci_agent.lab import Lab, free_block
-    from tests.ricci_fixtures import tear_down
+    from tests.ricci_fixtures import lab_up
 
-    lab = Lab(tmp_path_factory.mktemp("workerlab") / "lab")
-    try:
-        lab.up(nodes=2, first_address=free_block(2), no_daemons=True)
+    with lab_up(tmp_path_factory.mktemp("workerlab") / "lab", 2, no_daemons=True) as lab:
         yield lab
-    finally:
-        tear_down(lab)
 
 
 @pytest.fixture(scope="module", params=["redis-server", "fakeredis"])
