@@ -103,3 +103,19 @@ def test_luci_dashboard_bench_runs_at_a_small_size(tmp_path):
     pages = json.loads(out.read_text())["pages"]
     assert {"overview", "cluster_head", "services_fragment", "nodes_fragment"} <= set(pages), done.stdout
     assert all(p["p95_s"] > 0 for p in pages.values())
+
+
+def test_api_bench_runs_at_a_small_size(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "api.json"
+    done = subprocess.run([sys.executable, "-m", "bench.api", "--runs", "3", "--size", "2x10", "--requests", "20",
+                           "--connections", "2", "--servers", "daphne", "--json", str(out)],
+                          capture_output=True, text=True, timeout=180, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(out.read_text())
+    assert figures["server_time"]["p50_s"] > 0, done.stdout
+    assert figures["throughput"]["daphne"]["completed"] == 20, done.stdout
