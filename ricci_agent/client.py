@@ -233,6 +233,18 @@ def close_transport(transport: paramiko.Transport) -> None:
     transport.close()
 
 
+BANNER_RETRIES = 4  # connection attempts when an agent closes before its banner (too many waiting to log in)
+
+
+class _TurnedAway(Exception):
+    """The agent closed the connection before its SSH banner: nothing was sent yet. `error`: what to raise when
+    no attempt is left."""
+
+    def __init__(self, error: RicciError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 def _reason(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
@@ -424,9 +436,23 @@ class RicciClient:
         conn.close()
 
     def _connect(self, host: str, port: int) -> _Connection:
-        name = f"{host}:{port}"
+        """A new session, within connect_timeout. An agent admits only a few connections per source that have not
+        authenticated yet and closes any other before its banner (ricci_agent.server); such a refusal happens
+        before anything was sent, so it is tried again after a short pause while the deadline allows."""
         deadline = time.monotonic() + self.connect_timeout
-        address = resolve(host, self.connect_timeout)
+        for attempt in range(1, BANNER_RETRIES + 1):
+            try:
+                return self._connect_once(host, port, deadline)
+            except _TurnedAway as refused:
+                pause = 0.1 * attempt
+                if attempt == BANNER_RETRIES or time.monotonic() + pause >= deadline:
+                    raise refused.error from None
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _connect_once(self, host: str, port: int, deadline: float) -> _Connection:
+        name = f"{host}:{port}"
+        address = resolve(host, max(0.05, deadline - time.monotonic()))
         try:
             sock = socket.create_connection((address, port), timeout=max(0.05, deadline - time.monotonic()),
                                             source_address=self.source_address)
@@ -469,7 +495,10 @@ class RicciClient:
             transport.close()
             if expired.is_set():
                 raise RicciError(TIMEOUT, f"{name}: no answer within {self.connect_timeout:g} s") from None
-            raise RicciError(UNREACHABLE, f"{name}: SSH session failed ({_reason(exc)})") from None
+            error = RicciError(UNREACHABLE, f"{name}: SSH session failed ({_reason(exc)})")
+            if "protocol banner" in str(exc) and transport.remote_version in ("", None):
+                raise _TurnedAway(error) from None
+            raise error from None
         finally:
             watchdog.cancel()
         return _Connection(transport, channel, name)
