@@ -60,3 +60,20 @@ def token_client(user: Any) -> Any:
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     client.token = token  # type: ignore[attr-defined]
     return client
+
+
+def routes(urlconf: str) -> list[tuple[str, Any]]:
+    """(url name, URLPattern) of every route of `urlconf`, nested includes too (the rights tests walk them)."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    found: list[tuple[str, Any]] = []
+
+    def walk(patterns: list[Any]) -> None:
+        for p in patterns:
+            if isinstance(p, URLResolver):
+                walk(p.url_patterns)
+            elif isinstance(p, URLPattern):
+                found.append((p.name or f"<unnamed {p.pattern}>", p))
+
+    walk(get_resolver(urlconf).url_patterns)
+    return found

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from django.core.cache import cache
 from django.db import transaction
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import URLPattern, reverse
 from rest_framework.test import APIClient
 
 from luci_web.access.rights import (
@@ -35,7 +35,7 @@ from luci_web.access.rights import (
 from luci_web.api import tokens
 from luci_web.clusters import gateway
 from luci_web.clusters.models import Cluster, Node, Operation
-from tests.luci_fixtures import user_with
+from tests.luci_fixtures import routes, user_with
 
 PROBLEM = "application/problem+json"
 FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -61,18 +61,7 @@ SIGNED_IN_PROBES = {"no_grant", "admin"}
 
 # -- walking the API's routes ---------------------------------------------------------------------------------------
 def api_routes() -> list[tuple[str, URLPattern]]:
-    """(url name, pattern) of every route under /api/, nested includes too."""
-    found: list[tuple[str, URLPattern]] = []
-
-    def walk(patterns: list[Any]) -> None:
-        for p in patterns:
-            if isinstance(p, URLResolver):
-                walk(p.url_patterns)
-            elif isinstance(p, URLPattern):
-                found.append((p.name or f"<unnamed {p.pattern}>", p))
-
-    walk(get_resolver("luci_web.api.urls").url_patterns)
-    return found
+    return routes("luci_web.api.urls")
 
 
 def view_methods(pattern: URLPattern) -> list[str]:

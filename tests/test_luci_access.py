@@ -23,7 +23,7 @@ from django.core.cache import cache
 from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.test import Client
-from django.urls import URLPattern, URLResolver, get_resolver, resolve, reverse
+from django.urls import URLPattern, resolve, reverse
 from django.urls.exceptions import Resolver404
 
 from luci_web.access.models import ClusterGrant
@@ -45,6 +45,7 @@ from luci_web.access.rights import (
 from luci_web.audit.models import AuditEntry
 from luci_web.clusters import gateway
 from luci_web.clusters.models import Cluster, Node, Operation
+from tests.luci_fixtures import routes
 
 User = get_user_model()
 
@@ -79,18 +80,7 @@ STRING_HINTS = {"node": "n1", "service": "web", "ref": "web", "domain": "prefer_
 
 # -- walking the console's routes ---------------------------------------------------------------------------------
 def console_routes() -> list[tuple[str, URLPattern]]:
-    """(url name, pattern) of every named console route, nested includes too."""
-    found: list[tuple[str, URLPattern]] = []
-
-    def walk(patterns: list[Any]) -> None:
-        for p in patterns:
-            if isinstance(p, URLResolver):
-                walk(p.url_patterns)
-            elif isinstance(p, URLPattern):
-                found.append((p.name or f"<unnamed {p.pattern}>", p))
-
-    walk(get_resolver("luci_web.console.urls").url_patterns)
-    return found
+    return routes("luci_web.console.urls")
 
 
 def route_kwargs(pattern: URLPattern, world: dict[str, Any]) -> dict[str, Any]:
